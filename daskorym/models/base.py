@@ -1,0 +1,239 @@
+"""The kernel contract shared by every forward model, and the model registry.
+
+A forward model maps an object *chunk* (the rotated object under a batch
+of tiles), refinable parameters and a fixed :class:`Geometry` to complex
+detector waves ``[n_tiles, n_modes, det_y, det_x]``.  Its
+:meth:`ForwardModel.tile_loss` is *the* differentiated function: the
+local, Dask and MPI engines all call it, so they give the same numbers.
+
+Parameters passed to a model (``params``), all real arrays:
+
+``obj``          ``[Ry, Rx, Lz, 2]`` object chunk (region of the rotated object)
+``probe``        ``[n_modes, py, px, 2]`` probe (real, imag)
+``pos_px``       ``[n_tiles, 2]`` tile positions (y, x), object pixels; if absent
+                 the probe is not shifted (integer positions)
+``free_prop_m``  ``[n_dists]`` sample-detector distances (near-field models)
+``slice_pos_m``  ``[n_slices]`` slice positions (sparse multislice)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from ..backend import Backend
+from ..physics import Modulation, Region, split_positions
+from ..physics.multislice import UNKNOWN_TYPES
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Immutable description of the experiment and of the object grid.
+
+    Parameters
+    ----------
+    wavelength_m : float
+    psize_m : float
+        Object pixel (= voxel, = slice thickness) size.
+    obj_shape : (Ly, Lx, Lz)
+    probe_shape : (py, px)
+        Shape of the wave tile propagated through the object: the detector
+        shape plus ``2 * safe_zone_px`` on each axis.
+    free_prop_m : tuple of floats
+        Sample-detector distance(s); ``(inf,)`` for far field.
+    unknown_type : "delta_beta" or "real_imag"
+    sign_convention : +1 or -1
+    fresnel_approx : paraxial (True) or exact angular-spectrum (False) kernels
+    normalize_fft : orthonormal far-field FFT
+    binning : slices merged per multislice step
+    pure_projection : projection approximation instead of multislice
+    scale_ri_by_k : delta and beta multiplied by ``k dz``
+    safe_zone_px : buffer zone around each tile (tiled full-field models)
+    slice_pos_m : slice positions of the sparse multislice model
+    n_tiles : tiles per angle in the dataset (multi-distance: n_dists * n_blocks)
+    kappa : beta/delta ratio of a homogeneous object (beta = kappa delta), or None
+    """
+
+    wavelength_m: float
+    psize_m: float
+    obj_shape: tuple[int, int, int]
+    probe_shape: tuple[int, int]
+    free_prop_m: tuple[float, ...] = (INF,)
+    unknown_type: str = "delta_beta"
+    sign_convention: int = 1
+    fresnel_approx: bool = True
+    normalize_fft: bool = False
+    binning: int = 1
+    pure_projection: bool = False
+    scale_ri_by_k: bool = True
+    safe_zone_px: int = 0
+    slice_pos_m: tuple[float, ...] | None = None
+    n_tiles: int = 1
+    kappa: float | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (self.wavelength_m > 0 and math.isfinite(self.wavelength_m)):
+            problems.append(f"wavelength_m must be positive and finite, got {self.wavelength_m}")
+        if not (self.psize_m > 0 and math.isfinite(self.psize_m)):
+            problems.append(f"psize_m must be positive and finite, got {self.psize_m}")
+        if len(self.obj_shape) != 3 or min(self.obj_shape) < 1:
+            problems.append(f"obj_shape must be (Ly, Lx, Lz) >= 1, got {self.obj_shape}")
+        if len(self.probe_shape) != 2 or min(self.probe_shape) < 1:
+            problems.append(f"probe_shape must be (py, px) >= 1, got {self.probe_shape}")
+        if self.unknown_type not in UNKNOWN_TYPES:
+            problems.append(f"unknown_type must be one of {UNKNOWN_TYPES}, got {self.unknown_type!r}")
+        if self.sign_convention not in (1, -1):
+            problems.append(f"sign_convention must be 1 or -1, got {self.sign_convention}")
+        if self.binning < 1:
+            problems.append(f"binning must be >= 1, got {self.binning}")
+        if self.safe_zone_px < 0 or 2 * self.safe_zone_px >= min(self.probe_shape):
+            problems.append(f"safe_zone_px={self.safe_zone_px} does not fit the tile "
+                            f"{self.probe_shape}")
+        for d in self.free_prop_m:
+            if not (d > 0 or d == INF) or math.isnan(d):
+                problems.append(f"free_prop_m must be positive or inf, got {self.free_prop_m}")
+                break
+        if problems:
+            raise ValueError("invalid geometry: " + "; ".join(problems))
+
+    @property
+    def det_shape(self) -> tuple[int, int]:
+        s = self.safe_zone_px
+        return (self.probe_shape[0] - 2 * s, self.probe_shape[1] - 2 * s)
+
+    @property
+    def is_far_field(self) -> bool:
+        return all(d == INF for d in self.free_prop_m)
+
+    @property
+    def n_dists(self) -> int:
+        return len(self.free_prop_m)
+
+    @property
+    def modulation(self) -> Modulation:
+        return Modulation(self.unknown_type, self.wavelength_m, self.psize_m,
+                          self.sign_convention, self.scale_ri_by_k, self.kappa)
+
+
+@dataclass(frozen=True)
+class TileBatch:
+    """Which tiles a kernel call covers, and where they sit in the chunk.
+
+    Attributes
+    ----------
+    i_theta : angle index
+    tiles : ``[n]`` tile indices within the angle (data axis 1)
+    crop_px : ``[n, 2]`` integer top-left corners of the wave tiles in chunk pixels
+    region : the chunk's box in object pixels (``obj`` param has its shape)
+    """
+
+    i_theta: int
+    tiles: np.ndarray
+    crop_px: np.ndarray
+    region: Region
+
+    @property
+    def origin_px(self) -> np.ndarray:
+        return np.array([self.region.y0, self.region.x0], np.int64)
+
+    def __len__(self) -> int:
+        return int(len(self.tiles))
+
+
+MODELS: dict[str, type["ForwardModel"]] = {}
+
+
+def register_model(cls: type["ForwardModel"]) -> type["ForwardModel"]:
+    """Class decorator adding a model to the registry under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    MODELS[cls.name] = cls
+    return cls
+
+
+def get_model(name: str) -> type["ForwardModel"]:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown forward model {name!r}; known: {sorted(MODELS)}") from None
+
+
+class ForwardModel:
+    """Base class: subclass, set ``name`` and ``inputs``, write :meth:`forward`, register.
+
+    ``inputs`` lists the ``params`` names the model reads; every one is
+    differentiable.  ``required`` are those it cannot run without.
+    """
+
+    name: ClassVar[str] = ""
+    inputs: ClassVar[tuple[str, ...]] = ("obj", "probe", "pos_px")
+    required: ClassVar[tuple[str, ...]] = ("obj", "probe")
+
+    def __init__(self, geometry: Geometry) -> None:
+        self.geometry = geometry
+        self._cache: dict[Any, Any] = {}
+        self.check_geometry()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.geometry!r})"
+
+    def check_geometry(self) -> None:
+        """Raise ValueError if the geometry does not suit this model."""
+
+    # ------------------------------------------------------------------ batches
+    def wave_positions(self, pos_px: np.ndarray) -> np.ndarray:
+        """Top-left corners of the wave tiles for data-tile positions (buffer zone removed)."""
+        return np.asarray(pos_px, np.float64) - self.geometry.safe_zone_px
+
+    def plan_batch(self, i_theta: int, tiles: np.ndarray, pos_px: np.ndarray) -> TileBatch:
+        """Batch description and object region for tiles at positions ``pos_px [n, 2]``."""
+        whole, _ = split_positions(self.wave_positions(pos_px))
+        region = Region.around(whole, self.geometry.probe_shape)
+        crop = whole - np.array([region.y0, region.x0])
+        return TileBatch(int(i_theta), np.asarray(tiles, np.int64), crop, region)
+
+    # ------------------------------------------------------------------ helpers
+    def constant(self, be: Backend, key: Any, make: Callable[[], np.ndarray]):
+        """A backend array built once per backend and key (kernels, frequency grids)."""
+        full_key = (be.name, be.precision, str(getattr(be, "device", "cpu")), key)
+        if full_key not in self._cache:
+            self._cache[full_key] = be.asarray(make())
+        return self._cache[full_key]
+
+    def shift_fractions(self, be: Backend, params: dict, batch: TileBatch):
+        """Sub-pixel part of the positions ``[n, 2]`` (differentiable), or None."""
+        if "pos_px" not in params:
+            return None
+        offset = batch.crop_px + batch.origin_px + self.geometry.safe_zone_px
+        return params["pos_px"] - be.asarray(offset.astype(be.np_real))
+
+    # ------------------------------------------------------------------ the kernel
+    def forward(self, be: Backend, params: dict, batch: TileBatch):
+        """Complex detector waves ``[n, n_modes, det_y, det_x]``."""
+        raise NotImplementedError
+
+    def predict(self, be: Backend, params: dict, batch: TileBatch):
+        """Detected magnitudes per probe mode ``[n, n_modes, det_y, det_x]``."""
+        return be.abs(self.forward(be, params, batch))
+
+    def intensity(self, be: Backend, params: dict, batch: TileBatch):
+        """Incoherent sum over modes ``sum_m |psi_m|^2``, ``[n, det_y, det_x]``."""
+        return be.sum(be.abs2(self.forward(be, params, batch)), axis=1)
+
+    def tile_loss(self, be: Backend, params: dict, batch: TileBatch, measured, loss,
+                  mask=None):
+        """``(loss_sum, n_pixels)`` for measured magnitudes ``[n, det_y, det_x]``.
+
+        ``loss`` is a :class:`daskorym.losses.Loss`; ``mask`` an optional
+        ``[det_y, det_x]`` array of valid pixels (1) and ignored ones (0).
+        """
+        pred = self.intensity(be, params, batch)
+        total = loss(be, pred, be.asarray(measured), None if mask is None else be.asarray(mask))
+        per_tile = int(np.prod(self.geometry.det_shape)) if mask is None else int(np.sum(mask))
+        return total, per_tile * len(batch)

@@ -1,0 +1,38 @@
+"""Multi-distance near-field holography.
+
+Per angle the data hold ``n_dists * n_blocks`` tiles in tile-then-distance
+order: tile index ``k`` is block ``k % n_blocks`` recorded at distance
+``k // n_blocks`` (all blocks of distance 0 first).  Each tile's exit wave is
+Fresnel-propagated by its own distance.
+"""
+
+from __future__ import annotations
+
+from ..physics import propagate_fresnel
+from .base import register_model
+from .ptychography import _NearField
+
+
+@register_model
+class MultiDistanceHolography(_NearField):
+    """Near-field holograms of the same view at several distances (tiles and buffers allowed)."""
+
+    name = "multidistance_holography"
+
+    def check_geometry(self) -> None:
+        g = self.geometry
+        if g.is_far_field or g.n_dists < 1:
+            raise ValueError(f"{self.name} needs finite distances, got {g.free_prop_m}")
+        if g.n_tiles % g.n_dists:
+            raise ValueError(f"{self.name}: {g.n_tiles} tiles per angle do not divide into "
+                             f"{g.n_dists} distances")
+
+    @property
+    def n_blocks(self) -> int:
+        return self.geometry.n_tiles // self.geometry.n_dists
+
+    def to_detector(self, be, params, batch, psi):
+        kernels = self.distance_kernels(be, params)
+        dist_index = batch.tiles // self.n_blocks
+        k = be.take(kernels, be.asarray(dist_index), axis=0)
+        return propagate_fresnel(be, psi, be.reshape(k, (k.shape[0], 1) + tuple(k.shape[1:])))
