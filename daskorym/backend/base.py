@@ -52,6 +52,9 @@ class Backend(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(precision={self.precision!r})"
 
+    def set_threads(self, n: int) -> None:
+        """Threads this backend's kernels may use in this process (no-op by default)."""
+
     # ------------------------------------------------------------------ creation
     @abstractmethod
     def asarray(self, x: Any) -> Array:

@@ -30,6 +30,10 @@ class TorchBackend(Backend):
     def __repr__(self) -> str:
         return f"TorchBackend(precision={self.precision!r}, device={str(self.device)!r})"
 
+    def set_threads(self, n: int) -> None:
+        if torch.get_num_threads() != int(n):
+            torch.set_num_threads(int(n))
+
     # creation
     def asarray(self, x: Any) -> torch.Tensor:
         if isinstance(x, torch.Tensor):

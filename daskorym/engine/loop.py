@@ -1,0 +1,340 @@
+"""The reconstruction loop on one machine, with the semantics every engine shares.
+
+Per global minibatch (all tiles of one angle, order from
+:func:`~daskorym.engine.schedule.epoch_batches`):
+
+1. the object is rotated to the angle (cached until it changes);
+2. the chunk under the tiles is cut out and the kernel's
+   ``value_and_grad`` gives the mean loss over the minibatch's pixels and
+   the gradients of every parameter due at this batch;
+3. small parameters (probe, positions, ...) are updated at once;
+4. the object gradient is accumulated in the rotated frame and applied
+   (rotated back with the exact adjoint, regularizers added) after every
+   minibatch in ``dp`` mode, or after the angle's minibatches (or every
+   ``n_batch_per_update`` batches) in ``do`` and ``h5`` modes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..backend import get_backend
+from ..config import Settings, load_settings
+from ..outputs import OutputFolder, PreviewSchedule, load_checkpoint, save_checkpoint
+from ..parameters import ObjectParameter, ProbeParameter, ProbePositions, RefinableParameter
+from ..physics import RotationOperator, add_region, extract_region
+from ..regularizers import ReweightedL1Regularizer, SupportMask
+from .problem import InMemoryInputs, Problem, build_problem, initial_object, initial_probe
+from .schedule import BatchSpec, epoch_batches
+
+
+@dataclass
+class ReconstructionResult:
+    """What a run produced (also written to ``output_folder``)."""
+
+    object: np.ndarray
+    probe: np.ndarray
+    parameters: dict[str, np.ndarray]
+    loss_history: list[tuple[int, int, float, float]]
+    output_folder: Path
+    seconds: float = 0.0
+    epochs: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def final_loss(self) -> float:
+        return self.loss_history[-1][2] if self.loss_history else float("nan")
+
+
+class Reconstruction:
+    """A run that a notebook can advance a few epochs at a time.
+
+    >>> with Reconstruction(settings) as rec:      # doctest: +SKIP
+    ...     rec.run(2)          # two epochs
+    ...     rec.object          # look
+    ...     rec.run(3)          # continue
+    """
+
+    def __init__(self, settings: Settings | dict, inputs: InMemoryInputs | None = None) -> None:
+        self.settings = settings if isinstance(settings, Settings) else load_settings(settings)
+        s = self.settings
+        self.problem: Problem = build_problem(s, inputs)
+        self.be = get_backend(s.execution.backend, s.execution.precision, s.execution.device)
+        self.be.set_threads(s.execution.threads)
+        self.out = OutputFolder(s.output.folder, resume=s.output.resume)
+        self.params: dict[str, RefinableParameter] = self._make_parameters()
+        self.epoch = 0
+        self.next_batch = 0
+        self.i_batch = 0
+        self.history: list[tuple[int, int, float, float]] = []
+        self._grad_rot: np.ndarray | None = None
+        self._pending = 0
+        self._obj_version = 0
+        self._rot_cache: tuple[tuple[int, int], np.ndarray] | None = None
+        self._reg_value = 0.0
+        self._seconds = 0.0
+        self._previews = PreviewSchedule(s.output.preview_every_epochs,
+                                         s.output.preview_every_minutes)
+        if s.output.resume:
+            self._restore()
+        else:
+            self.out.write_settings(s.to_json_dict())
+            self._reg_value = self._regularizer_value()
+
+    # ------------------------------------------------------------------ set-up
+    def _make_parameters(self) -> dict[str, RefinableParameter]:
+        s, prob = self.settings, self.problem
+        support = None
+        if s.object.support_path is not None:
+            support = SupportMask(_load_mask(s.object.support_path, prob.geometry.obj_shape),
+                                  s.object.shrink_threshold)
+        obj = ObjectParameter(initial_object(prob), s.parameters["object"],
+                              unknown_type=prob.geometry.unknown_type,
+                              non_negativity=s.object.non_negativity,
+                              object_type=s.object.object_type, support=support)
+        obj.constrain()
+        params: dict[str, RefinableParameter] = {
+            "object": obj,
+            "probe": ProbeParameter(initial_probe(prob), s.parameters["probe"]),
+        }
+        pos_settings = s.parameters.get("probe_pos")
+        if pos_settings is None:
+            from ..config import ParameterSettings
+            pos_settings = ParameterSettings(optimize=False, optimizer="gd", step_size=1e-2)
+        params["probe_pos"] = ProbePositions(prob.positions_px, pos_settings)
+        for name, opt in prob.inputs.optimizers.items():
+            p = params[name]
+            p.optimizer = opt
+            p.state = opt.init_state(p.value.shape, p.value.dtype)
+        return params
+
+    def __enter__(self) -> "Reconstruction":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.problem.dataset.close()
+
+    # ------------------------------------------------------------------ views
+    @property
+    def object(self) -> np.ndarray:
+        return self.params["object"].value
+
+    @property
+    def probe(self) -> np.ndarray:
+        return self.params["probe"].value
+
+    @property
+    def n_epochs(self) -> int:
+        return self.settings.optimization.n_epochs
+
+    # ------------------------------------------------------------------ one batch
+    def _rotated(self, i_theta: int) -> np.ndarray:
+        theta = float(self.problem.theta_rad[i_theta])
+        obj = self.params["object"].value
+        if theta == 0.0:
+            return obj
+        key = (i_theta, self._obj_version)
+        if self._rot_cache is None or self._rot_cache[0] != key:
+            self._rot_cache = (key, RotationOperator(obj.shape[1:3], theta)(obj))
+        return self._rot_cache[1]
+
+    def _kernel_inputs(self, spec: BatchSpec):
+        prob = self.problem
+        positions = self.params["probe_pos"].value
+        tb = prob.model.plan_batch(spec.i_theta, spec.tiles, positions[spec.i_theta][spec.tiles])
+        kp = {"obj": extract_region(self._rotated(spec.i_theta), tb.region, prob.vacuum)}
+        wrt = []
+        for p in self.params.values():
+            if p.kernel_key not in prob.model.inputs or p.name == "object":
+                continue
+            value = p.kernel_value(spec)
+            if p.name == "probe_pos" and not p.refined and np.all(value == np.round(value)):
+                continue  # integer positions: no sub-pixel shift needed
+            kp[p.kernel_key] = value
+            if p.due(self.i_batch):
+                wrt.append(p.kernel_key)
+        if self.params["object"].due(self.i_batch):
+            wrt.insert(0, "obj")
+        return tb, kp, wrt
+
+    def _run_batch(self, spec: BatchSpec) -> float:
+        prob, be = self.problem, self.be
+        tb, kp, wrt = self._kernel_inputs(spec)
+        measured = prob.measured(spec.i_theta, spec.tiles)
+        per_tile = int(np.prod(prob.geometry.det_shape)) if prob.mask is None \
+            else int(np.sum(prob.mask))
+        n_pix = per_tile * len(spec.tiles)
+
+        def f(q):
+            return prob.model.tile_loss(be, q, tb, measured, prob.loss, prob.mask)[0] / n_pix
+
+        if wrt:
+            loss, grads = be.value_and_grad(f, kp, wrt)
+        else:
+            loss, grads = float(be.evaluate(f, kp)), {}
+        if "obj" in grads:
+            if self._grad_rot is None:
+                self._grad_rot = np.zeros_like(self.object)
+            add_region(self._grad_rot, tb.region, grads["obj"])
+            self._pending += 1
+        for p in self.params.values():
+            if p.kernel_key in grads and p.name != "object":
+                p.apply(p.full_gradient(grads[p.kernel_key], spec))
+        if self._pending and self._object_update_due(spec):
+            self._update_object(spec.i_theta)
+        self.i_batch += 1
+        return loss + self._reg_value
+
+    def _object_update_due(self, spec: BatchSpec) -> bool:
+        s = self.settings
+        if s.execution.mode == "dp":
+            return True
+        n = s.optimization.n_batch_per_update
+        return spec.last_of_angle or (n is not None and self._pending >= n)
+
+    def _regularizer_value(self, with_grad: bool = False):
+        regs = self.problem.regularizers
+        if not regs:
+            return (0.0, None) if with_grad else 0.0
+        be, ut = self.be, self.problem.geometry.unknown_type
+        for r in regs:
+            if isinstance(r, ReweightedL1Regularizer) and (r.weight is None or self.i_batch % 10 == 0):
+                r.update_weight(self.object)
+
+        def f(q):
+            return sum(r(be, q["obj"], ut) for r in regs)
+
+        if with_grad:
+            return be.value_and_grad(f, {"obj": self.object}, ["obj"])
+        return float(be.evaluate(f, {"obj": self.object}))
+
+    def _update_object(self, i_theta: int) -> None:
+        obj = self.params["object"]
+        theta = float(self.problem.theta_rad[i_theta])
+        grad = self._grad_rot
+        if theta != 0.0:
+            grad = RotationOperator(grad.shape[1:3], theta).adjoint(grad)
+        if self.problem.regularizers:
+            self._reg_value, rg = self._regularizer_value(with_grad=True)
+            grad = grad + rg["obj"]
+        obj.apply(grad)
+        shrink = self.settings.object.shrink_cycle
+        if obj.support is not None and shrink and (self.i_batch + 1) % shrink == 0:
+            obj.support.shrink_wrap(obj.value)
+            obj.constrain()
+        self._grad_rot[...] = 0
+        self._pending = 0
+        self._obj_version += 1
+
+    # ------------------------------------------------------------------ epochs
+    def run(self, n_epochs: int | None = None) -> ReconstructionResult:
+        """Run ``n_epochs`` more epochs (default: up to ``optimization.n_epochs``)."""
+        s = self.settings
+        target = self.n_epochs if n_epochs is None else self.epoch + int(n_epochs)
+        show = s.output.progress
+        if show and self.i_batch == 0:
+            tqdm.write(self.summary())
+        while self.epoch < target:
+            batches = epoch_batches(s.optimization.seed, self.epoch, self.problem.n_theta,
+                                    self.problem.n_tiles, s.optimization.minibatch_size,
+                                    s.optimization.randomize_probe_pos)
+            t_epoch = time.perf_counter()
+            bar = tqdm(total=len(batches), initial=self.next_batch, disable=not show,
+                       desc=f"epoch {self.epoch + 1}/{target}", unit="batch", leave=False)
+            for k in range(self.next_batch, len(batches)):
+                t0 = time.perf_counter()
+                loss = self._run_batch(batches[k])
+                dt = time.perf_counter() - t0
+                self._seconds += dt
+                self.history.append((self.epoch, k, loss, dt))
+                self.out.append_loss(self.epoch, k, loss, dt)
+                self.next_batch = k + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}")
+                if s.output.store_checkpoint and self.i_batch % s.output.n_batch_per_checkpoint == 0:
+                    self.checkpoint()
+            bar.close()
+            self.epoch += 1
+            self.next_batch = 0
+            if show:
+                tqdm.write(f"epoch {self.epoch}/{target}: loss {self.history[-1][2]:.6g}, "
+                           f"{time.perf_counter() - t_epoch:.2f} s")
+            if self._previews.due(self.epoch, time.monotonic()) or self.epoch == target:
+                self.write_outputs()
+        if s.output.store_checkpoint:
+            self.checkpoint()
+        result = self.result()
+        if show:
+            tqdm.write(f"done: {self.epoch} epochs, final loss {result.final_loss:.6g}, "
+                       f"{self._seconds:.1f} s computing; results in {self.out.path}")
+        return result
+
+    def summary(self) -> str:
+        prob, s = self.problem, self.settings
+        g = prob.geometry
+        return (f"daskorym: {prob.model.name} | object {g.obj_shape} ({g.unknown_type}) | "
+                f"probe {g.probe_shape} x {self.probe.shape[0]} mode(s) | "
+                f"{prob.n_theta} angle(s) x {prob.n_tiles} tiles | "
+                f"minibatch {s.optimization.minibatch_size} | {s.execution.engine}/"
+                f"{s.execution.mode} | {self.be!r} | output {self.out.path}")
+
+    def result(self) -> ReconstructionResult:
+        extra = {k: p.value.copy() for k, p in self.params.items()
+                 if k not in ("object", "probe") and p.refined}
+        return ReconstructionResult(self.object.copy(), self.probe.copy(), extra,
+                                    list(self.history), Path(self.out.path), self._seconds,
+                                    self.epoch)
+
+    def write_outputs(self) -> None:
+        ut = self.problem.geometry.unknown_type
+        self.out.write_object(self.object, ut)
+        self.out.write_probe(self.probe)
+        for name, p in self.params.items():
+            if name not in ("object", "probe") and p.refined:
+                self.out.write_parameter(name, p.value)
+        self.out.write_previews(self.object, ut)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        for p in self.params.values():
+            arrays.update(p.arrays())
+        if self._pending:
+            arrays["engine/grad_rot"] = self._grad_rot
+        meta = {"epoch": self.epoch, "batch": self.next_batch, "next_batch": self.next_batch,
+                "i_batch": self.i_batch,
+                "pending": self._pending, "obj_version": self._obj_version,
+                "reg_value": self._reg_value, "seconds": self._seconds,
+                "n_updates": {k: p.n_updates for k, p in self.params.items()},
+                "settings": self.settings.to_json_dict()}
+        save_checkpoint(self.out.path, arrays=arrays, meta=meta)
+
+    def _restore(self) -> None:
+        arrays, meta = load_checkpoint(self.out.path)
+        for name, p in self.params.items():
+            p.load_arrays(arrays, meta["n_updates"][name])
+        self.epoch, self.next_batch = int(meta["epoch"]), int(meta["next_batch"])
+        self.i_batch, self._pending = int(meta["i_batch"]), int(meta["pending"])
+        self._obj_version = int(meta["obj_version"]) + 1
+        self._reg_value, self._seconds = float(meta["reg_value"]), float(meta["seconds"])
+        if self._pending:
+            self._grad_rot = np.array(arrays["engine/grad_rot"])
+        self.out.truncate_loss(self.epoch, self.next_batch - 1)
+
+
+def _load_mask(path: Path, shape) -> np.ndarray:
+    if str(path).endswith((".tif", ".tiff")):
+        import tifffile
+        mask = tifffile.imread(path)
+    else:
+        mask = np.load(path, allow_pickle=False)
+    mask = np.asarray(mask).astype(bool).reshape(tuple(shape))
+    return mask
