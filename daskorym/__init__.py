@@ -9,11 +9,21 @@ Layers (a lower layer never imports a higher one)::
 
 __version__ = "0.1.0"
 
+from .api import PtychographyModel, reconstruct, reconstruct_ptychography
 from .backend import Backend, get_backend
+from .config import ConfigError, Settings, load_settings, read_toml
+from .engine import InMemoryInputs, Reconstruction, ReconstructionResult
 from .io import DatasetError, open_dataset, write_dataset
 from .models import MODELS, ForwardModel, Geometry, get_model, register_model
+from .optim import (AdamOptimizer, CGOptimizer, GDOptimizer, MomentumOptimizer, Optimizer,
+                    ScipyOptimizer)
+from .parameters import PARAMETERS, RefinableParameter, register_parameter
 
 __all__ = [
-    "Backend", "DatasetError", "ForwardModel", "Geometry", "MODELS", "__version__",
-    "get_backend", "get_model", "open_dataset", "register_model", "write_dataset",
+    "AdamOptimizer", "Backend", "CGOptimizer", "ConfigError", "DatasetError", "ForwardModel",
+    "GDOptimizer", "Geometry", "InMemoryInputs", "MODELS", "MomentumOptimizer", "Optimizer",
+    "PARAMETERS", "PtychographyModel", "Reconstruction", "ReconstructionResult",
+    "RefinableParameter", "ScipyOptimizer", "Settings", "__version__", "get_backend",
+    "get_model", "load_settings", "open_dataset", "read_toml", "reconstruct",
+    "reconstruct_ptychography", "register_model", "register_parameter", "write_dataset",
 ]

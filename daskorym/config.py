@@ -51,6 +51,7 @@ class DatasetSettings(_Group):
     path: Path
     raw_data_type: Literal["magnitude", "intensity"] = "magnitude"
     check_values: bool = True
+    cache_mb: float = Field(1024.0, ge=0)
 
 
 class GeometrySettings(_Group):
@@ -118,7 +119,7 @@ class ProbeSettings(_Group):
 class ParameterSettings(_Group):
     optimize: bool = False
     optimizer: str = "adam"
-    step_size: float = Field(1e-3, gt=0)
+    step_size: float | None = Field(None, gt=0)
     start_batch: int = Field(0, ge=0)
     stop_batch: int | None = None
     every: int = Field(1, ge=1)
@@ -126,8 +127,8 @@ class ParameterSettings(_Group):
 
 
 def _default_parameters() -> dict[str, ParameterSettings]:
-    return {"object": ParameterSettings(optimize=True, optimizer="adam", step_size=1e-3),
-            "probe": ParameterSettings(optimize=False, optimizer="adam", step_size=1e-3)}
+    return {"object": ParameterSettings(optimize=True, optimizer="adam"),
+            "probe": ParameterSettings(optimize=False, optimizer="adam")}
 
 
 class LossSettings(_Group):
@@ -148,7 +149,7 @@ class OptimizationSettings(_Group):
     n_epochs: int = Field(10, ge=1)
     minibatch_size: int = Field(32, ge=1)
     seed: int = 0
-    randomize_probe_pos: bool = False
+    randomize_probe_pos: bool = True
     n_batch_per_update: int | None = Field(None, ge=1)
 
 
@@ -168,8 +169,8 @@ class OutputSettings(_Group):
     resume: bool = False
     n_batch_per_checkpoint: int = Field(10, ge=1)
     store_checkpoint: bool = True
-    preview_every_epochs: int = Field(1, ge=1)
-    preview_every_minutes: float | None = None
+    preview_every_epochs: int = Field(10, ge=1)
+    preview_every_minutes: float | None = Field(2.0, gt=0)
     progress: bool = True
 
 

@@ -93,20 +93,23 @@ class Reconstruction:
         if s.object.support_path is not None:
             support = SupportMask(_load_mask(s.object.support_path, prob.geometry.obj_shape),
                                   s.object.shrink_threshold)
-        obj = ObjectParameter(initial_object(prob), s.parameters["object"],
+        k1 = prob.geometry.modulation.k1 if prob.geometry.unknown_type == "delta_beta" else 1.0
+        obj = ObjectParameter(initial_object(prob), _with_step(s.parameters["object"], 3e-2 / k1),
                               unknown_type=prob.geometry.unknown_type,
                               non_negativity=s.object.non_negativity,
                               object_type=s.object.object_type, support=support)
         obj.constrain()
+        probe = initial_probe(prob)
+        probe_step = 1e-2 * float(np.abs(probe).max())
         params: dict[str, RefinableParameter] = {
             "object": obj,
-            "probe": ProbeParameter(initial_probe(prob), s.parameters["probe"]),
+            "probe": ProbeParameter(probe, _with_step(s.parameters["probe"], probe_step)),
         }
         pos_settings = s.parameters.get("probe_pos")
         if pos_settings is None:
             from ..config import ParameterSettings
-            pos_settings = ParameterSettings(optimize=False, optimizer="gd", step_size=1e-2)
-        params["probe_pos"] = ProbePositions(prob.positions_px, pos_settings)
+            pos_settings = ParameterSettings(optimize=False, optimizer="gd")
+        params["probe_pos"] = ProbePositions(prob.positions_px, _with_step(pos_settings, 1e-2))
         for name, opt in prob.inputs.optimizers.items():
             p = params[name]
             p.optimizer = opt
@@ -165,9 +168,15 @@ class Reconstruction:
             wrt.insert(0, "obj")
         return tb, kp, wrt
 
-    def _run_batch(self, spec: BatchSpec) -> float:
+    def _evaluate(self, spec: BatchSpec, wrt_names: list[str] | None = None):
+        """Mean loss of a minibatch and the kernel's gradients ``(loss, grads, tile batch)``.
+
+        ``wrt_names`` overrides the kernel inputs differentiated (default: those due now).
+        """
         prob, be = self.problem, self.be
         tb, kp, wrt = self._kernel_inputs(spec)
+        if wrt_names is not None:
+            wrt = [k for k in wrt_names if k in kp]
         measured = prob.measured(spec.i_theta, spec.tiles)
         per_tile = int(np.prod(prob.geometry.det_shape)) if prob.mask is None \
             else int(np.sum(prob.mask))
@@ -180,6 +189,40 @@ class Reconstruction:
             loss, grads = be.value_and_grad(f, kp, wrt)
         else:
             loss, grads = float(be.evaluate(f, kp)), {}
+        return loss, grads, tb
+
+    def _closure(self, p: RefinableParameter, spec: BatchSpec):
+        """``closure(x) -> (loss, full gradient)`` of this minibatch for line searches."""
+        if not p.optimizer.needs_closure:
+            return None
+        if p.name == "object" and self.settings.execution.mode != "dp":
+            raise ValueError(f"optimizer {p.settings.optimizer!r} for the object needs mode 'dp' "
+                             f"(it re-evaluates the minibatch loss), got mode "
+                             f"{self.settings.execution.mode!r}")
+
+        def closure(x: np.ndarray):
+            saved = p.value.copy()
+            p.value[...] = x
+            self._obj_version += 1
+            try:
+                loss, grads, tb = self._evaluate(spec, [p.kernel_key])
+                if p.name == "object":
+                    full = np.zeros_like(p.value)
+                    add_region(full, tb.region, grads["obj"])
+                    full = self._unrotate(full, spec.i_theta)
+                    if self.problem.regularizers:
+                        reg, rg = self._regularizer_value(with_grad=True)
+                        loss, full = loss + reg, full + rg["obj"]
+                else:
+                    full = p.full_gradient(grads[p.kernel_key], spec)
+            finally:
+                p.value[...] = saved
+                self._obj_version += 1
+            return loss, full
+        return closure
+
+    def _run_batch(self, spec: BatchSpec) -> float:
+        loss, grads, tb = self._evaluate(spec)
         if "obj" in grads:
             if self._grad_rot is None:
                 self._grad_rot = np.zeros_like(self.object)
@@ -187,11 +230,15 @@ class Reconstruction:
             self._pending += 1
         for p in self.params.values():
             if p.kernel_key in grads and p.name != "object":
-                p.apply(p.full_gradient(grads[p.kernel_key], spec))
+                p.apply(p.full_gradient(grads[p.kernel_key], spec), self._closure(p, spec))
         if self._pending and self._object_update_due(spec):
-            self._update_object(spec.i_theta)
+            self._update_object(spec)
         self.i_batch += 1
         return loss + self._reg_value
+
+    def _unrotate(self, grad: np.ndarray, i_theta: int) -> np.ndarray:
+        theta = float(self.problem.theta_rad[i_theta])
+        return grad if theta == 0.0 else RotationOperator(grad.shape[1:3], theta).adjoint(grad)
 
     def _object_update_due(self, spec: BatchSpec) -> bool:
         s = self.settings
@@ -216,16 +263,13 @@ class Reconstruction:
             return be.value_and_grad(f, {"obj": self.object}, ["obj"])
         return float(be.evaluate(f, {"obj": self.object}))
 
-    def _update_object(self, i_theta: int) -> None:
+    def _update_object(self, spec: BatchSpec) -> None:
         obj = self.params["object"]
-        theta = float(self.problem.theta_rad[i_theta])
-        grad = self._grad_rot
-        if theta != 0.0:
-            grad = RotationOperator(grad.shape[1:3], theta).adjoint(grad)
+        grad = self._unrotate(self._grad_rot, spec.i_theta)
         if self.problem.regularizers:
             self._reg_value, rg = self._regularizer_value(with_grad=True)
             grad = grad + rg["obj"]
-        obj.apply(grad)
+        obj.apply(grad, self._closure(obj, spec))
         shrink = self.settings.object.shrink_cycle
         if obj.support is not None and shrink and (self.i_batch + 1) % shrink == 0:
             obj.support.shrink_wrap(obj.value)
@@ -267,7 +311,7 @@ class Reconstruction:
             if show:
                 tqdm.write(f"epoch {self.epoch}/{target}: loss {self.history[-1][2]:.6g}, "
                            f"{time.perf_counter() - t_epoch:.2f} s")
-            if self._previews.due(self.epoch, time.monotonic()) or self.epoch == target:
+            if self._previews.due(self.epoch, time.monotonic()) or self.epoch == self.n_epochs:
                 self.write_outputs()
         if s.output.store_checkpoint:
             self.checkpoint()
@@ -328,6 +372,11 @@ class Reconstruction:
         if self._pending:
             self._grad_rot = np.array(arrays["engine/grad_rot"])
         self.out.truncate_loss(self.epoch, self.next_batch - 1)
+
+
+def _with_step(ps, default: float):
+    """Parameter settings with ``step_size`` filled in when it was left to daskorym."""
+    return ps if ps.step_size is not None else ps.model_copy(update={"step_size": float(default)})
 
 
 def _load_mask(path: Path, shape) -> np.ndarray:

@@ -55,6 +55,7 @@ class Problem:
     regularizers: list[Regularizer] = field(default_factory=list)
     mask: np.ndarray | None = None
     inputs: InMemoryInputs = field(default_factory=InMemoryInputs)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_theta(self) -> int:
@@ -69,10 +70,24 @@ class Problem:
         return (1.0, 0.0) if self.geometry.unknown_type == "real_imag" else (0.0, 0.0)
 
     def measured(self, i_theta: int, tiles: np.ndarray) -> np.ndarray:
-        """Measured magnitudes ``[n, det_y, det_x]`` float32 (square roots of intensities)."""
-        data = self.dataset.read(int(i_theta), np.asarray(tiles))
+        """Measured magnitudes ``[n, det_y, det_x]`` float32 (square roots of intensities).
+
+        Whole angles are kept in memory while they fit in ``dataset.cache_mb``.
+        """
+        angle = self._cache.get(int(i_theta))
+        if angle is not None:
+            return angle[np.asarray(tiles)]
+        budget = self.settings.dataset.cache_mb * 2 ** 20
+        angle_bytes = 4 * self.n_tiles * int(np.prod(self.dataset.det_shape))
+        if (len(self._cache) + 1) * angle_bytes <= budget:
+            angle = self._magnitudes(self.dataset.read_angle(int(i_theta)))
+            self._cache[int(i_theta)] = angle
+            return angle[np.asarray(tiles)]
+        return self._magnitudes(self.dataset.read(int(i_theta), np.asarray(tiles)))
+
+    def _magnitudes(self, data: np.ndarray) -> np.ndarray:
         if self.settings.dataset.raw_data_type == "intensity":
-            data = np.sqrt(data)
+            return np.sqrt(data)
         return data
 
     def plan(self, i_theta: int, tiles: np.ndarray, positions: np.ndarray) -> TileBatch:

@@ -1,0 +1,73 @@
+"""``daskorym reconstruct`` and ``daskorym bench``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .main import main
+
+
+@main.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a setting, e.g. --set optimization.n_epochs=20 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in the output folder.")
+@click.option("--engine", type=click.Choice(["local", "dask", "mpi"]), help="Where to run.")
+@click.option("--mode", type=click.Choice(["dp", "do", "h5"]), help="Update/distribution mode.")
+@click.option("--workers", "n_workers", type=int, help="Number of Dask workers.")
+@click.option("--backend", type=click.Choice(["torch", "autograd"]), help="Array backend.")
+@click.option("--device", help="torch device, e.g. cpu or cuda:0.")
+@click.option("--epochs", "n_epochs", type=int, help="Number of epochs.")
+@click.option("--output", "folder", type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def reconstruct(config: Path, overrides: tuple[str, ...], resume: bool, quiet: bool,
+                **opts) -> None:
+    """Reconstruct with the settings in CONFIG (TOML)."""
+    from ..config import read_toml
+    from ..engine import Reconstruction
+
+    flags = {"engine": "execution.engine", "mode": "execution.mode",
+             "n_workers": "execution.n_workers", "backend": "execution.backend",
+             "device": "execution.device", "n_epochs": "optimization.n_epochs",
+             "folder": "output.folder"}
+    extra = [f"{flags[k]}={_toml(v)}" for k, v in opts.items() if v is not None]
+    if resume:
+        extra.append("output.resume=true")
+    if quiet:
+        extra.append("output.progress=false")
+    settings = read_toml(config, list(overrides) + extra)
+    if settings.execution.engine != "local":
+        raise ValueError(f"execution.engine = {settings.execution.engine!r} is not available yet; "
+                         f"use 'local'")
+    with Reconstruction(settings) as rec:
+        result = rec.run()
+    click.echo(f"object: {result.output_folder / 'object.zarr'}")
+    click.echo(f"final loss: {result.final_loss:.6g} after {result.epochs} epochs")
+
+
+def _toml(v) -> str:
+    if isinstance(v, (int, float)):
+        return str(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@main.command()
+@click.option("--case", "cases", multiple=True, help="Case name (repeatable; default all).")
+@click.option("--epochs", "n_epochs", type=int, default=3, show_default=True)
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["torch", "autograd"]),
+              help="Backend(s) to time (default torch).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")
+def bench(cases, n_epochs, backends, device, threads, json_path) -> None:
+    """Time per epoch and peak memory of the standard cases."""
+    from ..bench import CASES, format_table, run_bench
+
+    names = list(cases) or list(CASES)
+    rows = run_bench(names, n_epochs=n_epochs, backends=tuple(backends) or ("torch",),
+                     device=device, threads=threads, json_path=json_path)
+    for name in names:
+        click.echo(f"{name}: {CASES[name].description}")
+    click.echo(format_table(rows))

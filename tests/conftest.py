@@ -1,0 +1,43 @@
+"""Shared fixtures: small simulated datasets made by the tests themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daskorym.simulate import simulate
+
+
+@pytest.fixture(scope="session")
+def small_2d(tmp_path_factory):
+    """A 48x48 far-field real_imag dataset with 16x16 tiles (fast engine tests)."""
+    path = tmp_path_factory.mktemp("small2d") / "data.h5"
+    simulate("farfield_ptychography", path, progress=False, obj_shape=(48, 48),
+             probe_shape=(16, 16), step_px=4, unknown_type="real_imag", phase_max_rad=0.8,
+             absorption=0.2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_3d(tmp_path_factory):
+    """A 16^3 delta_beta multislice dataset over 4 angles, 8x8 tiles."""
+    path = tmp_path_factory.mktemp("small3d") / "data.h5"
+    simulate("farfield_ptychography", path, progress=False, obj_shape=(16, 16, 16),
+             probe_shape=(8, 8), step_px=3, n_theta=4, theta_range_rad=(0.0, np.pi))
+    return path
+
+
+def small_settings(path, folder, **groups) -> dict:
+    """Settings for the small datasets, quiet and without previews."""
+    import h5py
+    with h5py.File(str(path).replace(".h5", "_truth.h5")) as f:
+        shape = list(f["obj"].shape[:3])
+        unknown_type = f.attrs["unknown_type"]
+    s = {"dataset": {"path": str(path)}, "object": {"shape": shape},
+         "model": {"unknown_type": str(unknown_type)},
+         "optimization": {"n_epochs": 2, "minibatch_size": 16},
+         "output": {"folder": str(folder), "progress": False,
+                    "preview_every_epochs": 1000, "preview_every_minutes": 1000}}
+    for k, v in groups.items():
+        s.setdefault(k, {}).update(v)
+    return s

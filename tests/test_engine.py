@@ -1,0 +1,180 @@
+"""The local engine: resume, output safety, optimizers, API, CLI, notebook use."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import daskorym
+from daskorym.cli import main
+from daskorym.config import ConfigError, load_settings
+from daskorym.engine import Reconstruction
+from daskorym.outputs import OutputExistsError
+from conftest import small_settings
+
+
+def _run(settings, n=None):
+    with Reconstruction(settings) as rec:
+        rec.run(n)
+        return rec.object.copy(), [h[2] for h in rec.history]
+
+
+@pytest.mark.parametrize("mode", ["dp", "do"])
+def test_notebook_steps_equal_one_run(small_3d, tmp_path, mode):
+    s1 = small_settings(small_3d, tmp_path / "a", execution={"mode": mode})
+    whole, loss_whole = _run(s1)
+    with Reconstruction(small_settings(small_3d, tmp_path / "b", execution={"mode": mode})) as rec:
+        rec.run(1)
+        rec.run(1)
+        assert np.array_equal(rec.object, whole)
+        assert [h[2] for h in rec.history] == loss_whole
+
+
+@pytest.mark.parametrize("mode", ["dp", "do"])
+def test_resume_in_process_is_bit_identical(small_3d, tmp_path, mode):
+    n_ckpt = 3  # falls in the middle of an angle in 'do' mode (4 batches per angle)
+    full, loss_full = _run(small_settings(small_3d, tmp_path / "full",
+                                          execution={"mode": mode},
+                                          optimization={"n_epochs": 3, "minibatch_size": 4}))
+    part = small_settings(small_3d, tmp_path / "part", execution={"mode": mode},
+                          optimization={"n_epochs": 3, "minibatch_size": 4},
+                          output={"n_batch_per_checkpoint": n_ckpt})
+    with Reconstruction(part) as rec:
+        rec.run(1)
+        stopped_at = rec.i_batch
+    part["output"]["resume"] = True
+    resumed, _ = _run(part)
+    assert stopped_at % n_ckpt != 0  # the last checkpoint lies before the stop
+    assert np.array_equal(resumed, full)
+    csv = (tmp_path / "part" / "loss.csv").read_text().strip().splitlines()
+    assert len(csv) - 1 == len(loss_full)
+
+
+@pytest.mark.parametrize("case,mode", [("small_2d", "dp"), ("small_3d", "do")])
+def test_killed_process_resumes_to_the_same_result(case, mode, tmp_path, request):
+    """SIGKILL mid-run, then resume: the same object as an uninterrupted run.
+
+    In 'do' mode checkpoints fall inside an angle, so the accumulated gradient
+    is part of what is saved and restored.
+    """
+    data = request.getfixturevalue(case)
+    common = dict(optimization={"n_epochs": 4, "minibatch_size": 8 if mode == "dp" else 4},
+                  output={"n_batch_per_checkpoint": 2 if mode == "dp" else 3},
+                  execution={"mode": mode})
+    full, _ = _run(small_settings(data, tmp_path / "full", **common))
+    settings = small_settings(data, tmp_path / "killed", **common)
+    script = ("import json, sys; from daskorym.engine import Reconstruction\n"
+              f"Reconstruction(json.loads({repr(__import__('json').dumps(settings))})).run()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    csv = tmp_path / "killed" / "loss.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if csv.exists() and len(csv.read_text().splitlines()) > 25:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    settings["output"]["resume"] = True
+    resumed, _ = _run(settings)
+    assert np.array_equal(resumed, full)
+
+
+def test_output_folder_of_another_run_is_never_overwritten(small_2d, tmp_path):
+    s = small_settings(small_2d, tmp_path / "out", optimization={"n_epochs": 1})
+    _run(s)
+    before = (tmp_path / "out" / "settings.json").read_bytes()
+    with pytest.raises(OutputExistsError, match=str(tmp_path / "out")):
+        Reconstruction(s)
+    assert (tmp_path / "out" / "settings.json").read_bytes() == before
+
+
+def test_outputs_are_written(small_2d, tmp_path):
+    import tifffile
+    import zarr
+    s = small_settings(small_2d, tmp_path / "out", optimization={"n_epochs": 1},
+                       parameters={"probe": {"optimize": True}})
+    obj, _ = _run(s)
+    out = tmp_path / "out"
+    for name in ("object.zarr", "obj_mag_ds_1.tiff", "obj_phase_ds_1.tiff", "probe_mag_ds_1.tiff",
+                 "probe_phase_ds_1.tiff", "loss.csv", "settings.json", "preview_object.png",
+                 "preview_loss.png", "checkpoint"):
+        assert (out / name).exists(), name
+    assert np.array_equal(zarr.open_array(str(out / "object.zarr"), mode="r")[...], obj)
+    mag = tifffile.imread(out / "obj_mag_ds_1.tiff")
+    assert np.allclose(mag.reshape(obj.shape[:3]), np.hypot(obj[..., 0], obj[..., 1]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam", "cg", "scipy"])
+def test_each_optimizer_reduces_the_loss(small_2d, tmp_path, optimizer):
+    step = {"gd": 1.0, "momentum": 0.1, "adam": None, "cg": 1e-2, "scipy": None}[optimizer]
+    obj_settings = {"optimize": True, "optimizer": optimizer}
+    if step:
+        obj_settings["step_size"] = step
+    if optimizer == "scipy":
+        obj_settings["options"] = {"maxiter": 3}
+    s = small_settings(small_2d, tmp_path / optimizer, parameters={"object": obj_settings},
+                       optimization={"n_epochs": 3, "minibatch_size": 16, "randomize_probe_pos": False})
+    s["output"]["store_checkpoint"] = False
+    with Reconstruction(s) as rec:
+        first = None
+        rec.run(3)
+        losses = [h[2] for h in rec.history]
+        n = len(losses) // 3
+        first, last = np.mean(losses[:n]), np.mean(losses[-n:])
+    print(f"{optimizer}: mean batch loss epoch 1 {first:.4g} -> epoch 3 {last:.4g}")
+    assert last < 0.9 * first
+
+
+def test_unknown_settings_suggest_the_closest_name(small_2d, tmp_path):
+    s = small_settings(small_2d, tmp_path / "x")
+    s["optimization"]["minibach_size"] = 3
+    with pytest.raises(ConfigError, match="did you mean 'minibatch_size'"):
+        load_settings(s)
+    with pytest.raises(ConfigError, match="did you mean 'minibatch_size'"):
+        daskorym.reconstruct_ptychography(fname=str(small_2d), obj_size=(48, 48, 1),
+                                          minibatchsize=5)
+    s = small_settings(small_2d, tmp_path / "y", parameters={"probe_position": {"optimize": True}})
+    with pytest.raises(ConfigError, match="did you mean 'probe_pos'"):
+        load_settings(s)
+
+
+def test_cli_reconstruct_resume_and_refusal(small_2d, tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f"""
+[dataset]
+path = "{small_2d}"
+[model]
+unknown_type = "real_imag"
+[object]
+shape = [48, 48, 1]
+[optimization]
+n_epochs = 2
+minibatch_size = 16
+[output]
+folder = "out"
+progress = false
+""")
+    runner = CliRunner()
+    r = runner.invoke(main, ["reconstruct", str(cfg), "--set", "optimization.n_epochs=1"])
+    assert r.exit_code == 0, r.output
+    assert "object.zarr" in r.output and (tmp_path / "out" / "object.zarr").exists()
+    r = runner.invoke(main, ["reconstruct", str(cfg)])
+    assert r.exit_code == 2 and str(tmp_path / "out") in r.output and "resume" in r.output
+    r = runner.invoke(main, ["reconstruct", str(cfg), "--resume"])
+    assert r.exit_code == 0, r.output
+    rows = (tmp_path / "out" / "loss.csv").read_text().strip().splitlines()
+    with daskorym.open_dataset(small_2d) as ds:
+        per_epoch = -(-ds.n_tiles // 16)
+    assert len(rows) - 1 == 2 * per_epoch  # epoch 1, then epoch 2 after --resume
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dataset\npath = 1")
+    r = runner.invoke(main, ["reconstruct", str(bad)])
+    assert r.exit_code == 2 and "TOML syntax error" in r.output and "bad.toml" in r.output
