@@ -62,6 +62,11 @@ class RefinableParameter:
             return False
         return (i_batch - s.start_batch) % s.every == 0
 
+    @classmethod
+    def initial(cls, problem) -> np.ndarray:
+        """Starting value for a run (``problem``: :class:`daskorym.engine.Problem`)."""
+        raise NotImplementedError(f"{cls.__name__} does not define its initial value")
+
     def kernel_value(self, spec: "BatchSpec") -> np.ndarray:
         return self.value
 

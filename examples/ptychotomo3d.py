@@ -41,7 +41,7 @@ def main() -> None:
         "dataset": {"path": str(data)},
         "object": {"shape": [size] * 3, "non_negativity": True},
         "parameters": {"object": {"optimize": True, "step_size": 1e-4}},
-        "regularizers": {"gamma": 3e3},
+        "regularizers": {"gamma": 3e3 * (size / 64) ** 3},  # TV strength per voxel as at 64^3
         "optimization": {"n_epochs": epochs, "minibatch_size": n_tiles},
         "output": {"folder": str(args.out / "recon")},
     }

@@ -178,3 +178,38 @@ progress = false
     bad.write_text("[dataset\npath = 1")
     r = runner.invoke(main, ["reconstruct", str(bad)])
     assert r.exit_code == 2 and "TOML syntax error" in r.output and "bad.toml" in r.output
+
+
+@pytest.mark.parametrize("probe_type", ["ifft", "aperture_defocus", "plane", "gaussian"])
+def test_probe_initialisations_run(small_2d, tmp_path, probe_type):
+    probe = {"type": probe_type}
+    if probe_type == "aperture_defocus":
+        probe.update(aperture_radius_px=5, beamstop_radius_px=1, defocus_cm=1e-5)
+    s = small_settings(small_2d, tmp_path / probe_type, probe=probe,
+                       optimization={"n_epochs": 2})
+    obj, losses = _run(s)
+    assert np.all(np.isfinite(obj)) and np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_ifft_probe_streams_the_mean_pattern(small_2d, tmp_path, monkeypatch):
+    """'ifft' reads the data angle by angle (never the whole array at once)."""
+    from daskorym.io import Dataset
+    calls = []
+    original = Dataset.iter_angles
+
+    def spy(self):
+        for item in original(self):
+            calls.append(item[1].shape)
+            yield item
+    monkeypatch.setattr(Dataset, "iter_angles", spy)
+    s = small_settings(small_2d, tmp_path / "ifft", probe={"type": "ifft"})
+    s["dataset"]["check_values"] = False
+    with Reconstruction(s) as rec:
+        assert rec.probe.shape == (1, 16, 16, 2)
+    assert calls and all(c[0] == rec.problem.n_tiles for c in calls)
+
+
+def test_other_engines_are_refused_until_available(small_2d, tmp_path):
+    s = small_settings(small_2d, tmp_path / "x", execution={"engine": "mpi"})
+    with pytest.raises(ConfigError, match="not available yet"):
+        Reconstruction(s)

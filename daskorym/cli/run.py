@@ -38,9 +38,6 @@ def reconstruct(config: Path, overrides: tuple[str, ...], resume: bool, quiet: b
     if quiet:
         extra.append("output.progress=false")
     settings = read_toml(config, list(overrides) + extra)
-    if settings.execution.engine != "local":
-        raise ValueError(f"execution.engine = {settings.execution.engine!r} is not available yet; "
-                         f"use 'local'")
     with Reconstruction(settings) as rec:
         result = rec.run()
     click.echo(f"object: {result.output_folder / 'object.zarr'}")

@@ -24,9 +24,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..backend import get_backend
-from ..config import Settings, load_settings
+from ..config import ConfigError, Settings, load_settings
 from ..outputs import OutputFolder, PreviewSchedule, load_checkpoint, save_checkpoint
-from ..parameters import ObjectParameter, ProbeParameter, ProbePositions, RefinableParameter
+from ..parameters import (PARAMETERS, ObjectParameter, ProbeParameter, ProbePositions,
+                          RefinableParameter)
 from ..physics import RotationOperator, add_region, extract_region
 from ..regularizers import ReweightedL1Regularizer, SupportMask
 from .problem import InMemoryInputs, Problem, build_problem, initial_object, initial_probe
@@ -63,6 +64,9 @@ class Reconstruction:
     def __init__(self, settings: Settings | dict, inputs: InMemoryInputs | None = None) -> None:
         self.settings = settings if isinstance(settings, Settings) else load_settings(settings)
         s = self.settings
+        if s.execution.engine != "local":
+            raise ConfigError(f"execution.engine = {s.execution.engine!r} is not available yet; "
+                              f"use 'local'")
         self.problem: Problem = build_problem(s, inputs)
         self.be = get_backend(s.execution.backend, s.execution.precision, s.execution.device)
         self.be.set_threads(s.execution.threads)
@@ -110,6 +114,13 @@ class Reconstruction:
             from ..config import ParameterSettings
             pos_settings = ParameterSettings(optimize=False, optimizer="gd")
         params["probe_pos"] = ProbePositions(prob.positions_px, _with_step(pos_settings, 1e-2))
+        for name, ps in s.parameters.items():
+            if name not in params:  # parameters declared by users or later features
+                cls = PARAMETERS[name]
+                if cls.kernel_key not in prob.model.inputs:
+                    raise ValueError(f"parameter {name!r} is not an input of the model "
+                                     f"{prob.model.name!r} (inputs: {prob.model.inputs})")
+                params[name] = cls(cls.initial(prob), _with_step(ps, 1e-2))
         for name, opt in prob.inputs.optimizers.items():
             p = params[name]
             p.optimizer = opt

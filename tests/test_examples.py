@@ -1,0 +1,35 @@
+"""The runnable examples work in their quick configuration (the README's main command)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(script: str, tmp_path: Path) -> str:
+    out = subprocess.run([sys.executable, str(EXAMPLES / script), "--quick", "--out",
+                          str(tmp_path / "ex")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "results in" in out.stdout
+    return out.stdout
+
+
+def test_ptycho2d_quick(tmp_path):
+    stdout = _run("ptycho2d.py", tmp_path)
+    ratio = float(re.search(r"ratio ([0-9.]+)", stdout).group(1))
+    print(stdout)
+    assert ratio < 0.6
+    assert (tmp_path / "ex" / "recon" / "object.zarr").exists()
+
+
+def test_ptychotomo3d_quick(tmp_path):
+    stdout = _run("ptychotomo3d.py", tmp_path)
+    r = float(re.search(r"truth: ([0-9.]+)", stdout).group(1))
+    print(stdout)
+    assert r > 0.5
