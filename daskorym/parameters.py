@@ -96,6 +96,28 @@ class RefinableParameter:
         self.n_updates = int(n_updates)
 
 
+def constrain_object(v: np.ndarray, unknown_type: str = "delta_beta", non_negativity: bool = False,
+                     object_type: str = "normal", support=None) -> None:
+    """Project an object (or a slab of it) ``[..., 2]`` onto its constraints, in place."""
+    if unknown_type == "delta_beta":
+        if non_negativity:
+            np.clip(v, 0, None, out=v)
+        if object_type == "phase_only":
+            v[..., 1] = 0
+        elif object_type == "absorption_only":
+            v[..., 0] = 0
+    elif object_type != "normal":
+        mag = np.hypot(v[..., 0], v[..., 1])
+        phase = np.arctan2(v[..., 1], v[..., 0])
+        if object_type == "phase_only":
+            mag = np.ones_like(mag)
+        else:
+            phase = np.zeros_like(phase)
+        v[..., 0], v[..., 1] = mag * np.cos(phase), mag * np.sin(phase)
+    if support is not None:
+        support.apply(v, (1.0, 0.0) if unknown_type == "real_imag" else (0.0, 0.0))
+
+
 @register_parameter
 class ObjectParameter(RefinableParameter):
     """The object ``[Ly, Lx, Lz, 2]``; the engine handles rotation and chunking.
@@ -116,24 +138,8 @@ class ObjectParameter(RefinableParameter):
         self.support = support
 
     def constrain(self) -> None:
-        v = self.value
-        if self.unknown_type == "delta_beta":
-            if self.non_negativity:
-                np.clip(v, 0, None, out=v)
-            if self.object_type == "phase_only":
-                v[..., 1] = 0
-            elif self.object_type == "absorption_only":
-                v[..., 0] = 0
-        elif self.object_type != "normal":
-            mag = np.hypot(v[..., 0], v[..., 1])
-            phase = np.arctan2(v[..., 1], v[..., 0])
-            if self.object_type == "phase_only":
-                mag = np.ones_like(mag)
-            else:
-                phase = np.zeros_like(phase)
-            v[..., 0], v[..., 1] = mag * np.cos(phase), mag * np.sin(phase)
-        if self.support is not None:
-            self.support.apply(v, (1.0, 0.0) if self.unknown_type == "real_imag" else (0.0, 0.0))
+        constrain_object(self.value, self.unknown_type, self.non_negativity, self.object_type,
+                         self.support)
 
 
 @register_parameter

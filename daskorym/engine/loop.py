@@ -61,12 +61,15 @@ class Reconstruction:
     ...     rec.run(3)          # continue
     """
 
+    engine = "local"
+
     def __init__(self, settings: Settings | dict, inputs: InMemoryInputs | None = None) -> None:
         self.settings = settings if isinstance(settings, Settings) else load_settings(settings)
         s = self.settings
-        if s.execution.engine != "local":
-            raise ConfigError(f"execution.engine = {s.execution.engine!r} is not available yet; "
-                              f"use 'local'")
+        if s.execution.engine != self.engine:
+            raise ConfigError(f"execution.engine = {s.execution.engine!r}: use "
+                              f"daskorym.make_reconstruction (or daskorym.reconstruct), which "
+                              f"picks the engine; {type(self).__name__} runs {self.engine!r}")
         self.problem: Problem = build_problem(s, inputs)
         self.be = get_backend(s.execution.backend, s.execution.precision, s.execution.device)
         self.be.set_threads(s.execution.threads)
@@ -84,6 +87,7 @@ class Reconstruction:
         self._seconds = 0.0
         self._previews = PreviewSchedule(s.output.preview_every_epochs,
                                          s.output.preview_every_minutes)
+        self._setup_engine()
         if s.output.resume:
             self._restore()
         else:
@@ -98,7 +102,8 @@ class Reconstruction:
             support = SupportMask(_load_mask(s.object.support_path, prob.geometry.obj_shape),
                                   s.object.shrink_threshold)
         k1 = prob.geometry.modulation.k1 if prob.geometry.unknown_type == "delta_beta" else 1.0
-        obj = ObjectParameter(initial_object(prob), _with_step(s.parameters["object"], 3e-2 / k1),
+        obj = ObjectParameter(initial_object(prob).astype(self.be.np_real),
+                              _with_step(s.parameters["object"], 3e-2 / k1),
                               unknown_type=prob.geometry.unknown_type,
                               non_negativity=s.object.non_negativity,
                               object_type=s.object.object_type, support=support)
@@ -126,6 +131,9 @@ class Reconstruction:
             p.optimizer = opt
             p.state = opt.init_state(p.value.shape, p.value.dtype)
         return params
+
+    def _setup_engine(self) -> None:
+        """Engine-specific set-up after the parameters exist (none on one machine)."""
 
     def __enter__(self) -> "Reconstruction":
         return self

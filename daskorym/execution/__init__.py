@@ -1,0 +1,24 @@
+"""Where a run executes: on this machine, over Dask workers, or over MPI ranks."""
+
+from __future__ import annotations
+
+from ..config import ConfigError, Settings, load_settings
+
+
+def make_reconstruction(settings, inputs=None, **engine_options):
+    """The :class:`~daskorym.engine.Reconstruction` for ``execution.engine``.
+
+    ``engine_options`` go to the engine (e.g. ``client=`` for Dask).
+    """
+    s = settings if isinstance(settings, Settings) else load_settings(settings)
+    engine = s.execution.engine
+    if engine == "local":
+        from ..engine import Reconstruction
+        return Reconstruction(s, inputs)
+    if engine == "dask":
+        from .dask_engine import DaskReconstruction
+        return DaskReconstruction(s, inputs, **engine_options)
+    raise ConfigError(f"execution.engine = {engine!r} is not available yet; use 'local' or 'dask'")
+
+
+__all__ = ["make_reconstruction"]

@@ -1,0 +1,218 @@
+"""The Dask engine: the object as y-slabs held by workers, the same loop semantics.
+
+The client runs :class:`~daskorym.engine.Reconstruction`'s loop but keeps no
+object array: each y-slab of the object, of its accumulated gradient and of
+the optimizer state lives on one worker (its owner).  Per global minibatch
+the client builds the whole graph at once and waits once:
+
+* owners rotate their slabs to the angle (once per angle and object version);
+* for each worker's share of the tiles, owners cut the rows under those tiles
+  (``cut_piece``), a gradient task assembles the chunk and runs the kernel;
+* the object gradient goes back to the owners, which add it to their
+  gradient slab (one chain of tasks per slab: no race);
+* loss shares and small gradients (probe, positions, ...) are gathered,
+  summed and applied on the client, which sends the new values with the
+  next tasks;
+* on an object update each owner rotates its gradient slab back (exact
+  adjoint, slab-local) and takes the optimizer step on its slab.
+
+Modes: ``dp`` updates the object after every minibatch, ``do`` after the
+angle (or every ``n_batch_per_update`` batches); ``h5`` runs like ``do``
+with slabs in Zarr files (see :mod:`daskorym.execution.h5`).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from ..config import ConfigError
+from ..engine.loop import Reconstruction
+from ..engine.schedule import BatchSpec
+from . import tasks
+from .cluster import connect
+
+
+class DaskReconstruction(Reconstruction):
+    """:class:`Reconstruction` whose object lives in Dask workers.
+
+    Parameters
+    ----------
+    settings, inputs : as :class:`Reconstruction`
+    client : a ``distributed.Client`` to use (default: made from
+        ``execution.cluster`` and ``execution.n_workers``)
+    slab_height : rows per slab (default: ``ceil(Ly / n_workers)``)
+    """
+
+    engine = "dask"
+
+    def __init__(self, settings, inputs=None, *, client=None, slab_height: int | None = None):
+        self._client_arg = client
+        self._slab_height_arg = slab_height
+        super().__init__(settings, inputs)
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_engine(self) -> None:
+        s = self.settings
+        if self.problem.regularizers:
+            raise ConfigError("regularizers are not available in the dask engine yet; use "
+                              "engine 'local'")
+        obj = self.params["object"]
+        if not obj.optimizer.elementwise:
+            raise ConfigError(f"the dask engine updates the object slab by slab: optimizer "
+                              f"{obj.settings.optimizer!r} is not elementwise (use adam, gd or "
+                              f"momentum)")
+        if obj.support is not None:
+            raise ConfigError("a finite support is not available in the dask engine yet")
+        self.client, self._cluster = connect(self._client_arg, s.execution.cluster,
+                                             s.execution.n_workers, s.execution.threads)
+        self.workers = sorted(self.client.scheduler_info()["workers"])
+        ly = self.problem.geometry.obj_shape[0]
+        h = self._slab_height_arg or -(-ly // len(self.workers))
+        self.bounds = [(y0, min(y0 + h, ly)) for y0 in range(0, ly, h)]
+        self.owners = [self.workers[i % len(self.workers)] for i in range(len(self.bounds))]
+        self._model_f = self.client.scatter(self.problem.model, broadcast=True)
+        self._scatter_object(obj.value, obj.state)
+        self._rot: tuple[Any, list] | None = None
+
+    def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        c = self.client
+        self._obj = [c.scatter(value[a:b], workers=[w]) for (a, b), w in zip(self.bounds, self.owners)]
+        self._state = [c.scatter({k: v[a:b] for k, v in state.items()}, workers=[w])
+                       for (a, b), w in zip(self.bounds, self.owners)]
+        self._grad = [c.submit(np.zeros_like, f, workers=[w], pure=False)
+                      for f, w in zip(self._obj, self.owners)]
+
+    @property
+    def object(self) -> np.ndarray:
+        return np.concatenate(self.client.gather(self._obj))
+
+    def close(self) -> None:
+        super().close()
+        self._obj, self._grad, self._state, self._rot = [], [], [], None
+        self._model_f = None  # release our data before a cluster we made goes away
+        client = getattr(self, "client", None)
+        if client is not None and self._cluster is not None:
+            client.close()
+            self._cluster.close()
+
+    # ------------------------------------------------------------------ one batch
+    def _rotated_futures(self, i_theta: int) -> list:
+        theta = float(self.problem.theta_rad[i_theta])
+        if theta == 0.0:
+            return self._obj
+        key = (i_theta, self._obj_version)
+        if self._rot is None or self._rot[0] != key:
+            self._rot = (key, [self.client.submit(tasks.rotate_slab, f, theta, workers=[w])
+                               for f, w in zip(self._obj, self.owners)])
+        return self._rot[1]
+
+    def _groups(self, tiles: np.ndarray) -> list[np.ndarray]:
+        n = min(len(self.workers), len(tiles))
+        return [g for g in np.array_split(np.asarray(tiles), n) if len(g)]
+
+    def _slabs_under(self, region) -> list[int]:
+        return [i for i, (a, b) in enumerate(self.bounds)
+                if a < region.y0 + region.ny and b > region.y0]
+
+    def _run_batch(self, spec: BatchSpec) -> float:
+        c, prob = self.client, self.problem
+        _, kp, wrt = self._kernel_inputs_small(spec)
+        measured = prob.measured(spec.i_theta, spec.tiles)
+        per_tile = int(np.prod(prob.geometry.det_shape)) if prob.mask is None \
+            else int(np.sum(prob.mask))
+        s = self.settings.execution
+        job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
+                              per_tile * len(spec.tiles))
+        rot = self._rotated_futures(spec.i_theta)
+        positions = self.params["probe_pos"].value[spec.i_theta]
+        index = {int(t): k for k, t in enumerate(spec.tiles)}
+        results = []
+        for group in self._groups(spec.tiles):
+            rows = np.array([index[int(t)] for t in group])
+            tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
+            pieces = [c.submit(tasks.cut_piece, rot[i], self.bounds[i][0], tb.region,
+                               prob.vacuum, workers=[self.owners[i]])
+                      for i in self._slabs_under(tb.region)]
+            small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
+            res = c.submit(tasks.gradient_task, self._model_f, job, tb, tb.region, pieces,
+                           prob.vacuum, small, measured[rows], prob.loss, prob.mask, pure=False)
+            results.append((res, rows))
+            if "obj" in wrt:
+                for i in self._slabs_under(tb.region):
+                    self._grad[i] = c.submit(tasks.add_object_grad, self._grad[i],
+                                             self.bounds[i][0], res, workers=[self.owners[i]])
+        shares = c.gather([c.submit(tasks.small_grads, r) for r, _ in results])
+        loss = float(sum(v for v, _ in shares))
+        for p in self.params.values():
+            if p.kernel_key in wrt and p.name != "object":
+                p.apply(p.full_gradient(self._sum_small(p.kernel_key, shares, results, spec),
+                                        spec))
+        if "obj" in wrt:
+            self._pending += 1
+        if self._pending and self._object_update_due(spec):
+            self._update_object(spec)
+        self.i_batch += 1
+        return loss + self._reg_value
+
+    def _kernel_inputs_small(self, spec: BatchSpec):
+        """Kernel inputs other than the object, and the names to differentiate."""
+        prob = self.problem
+        kp, wrt = {}, []
+        for p in self.params.values():
+            if p.kernel_key not in prob.model.inputs or p.name == "object":
+                continue
+            value = p.kernel_value(spec)
+            if p.name == "probe_pos" and not p.refined and np.all(value == np.round(value)):
+                continue
+            kp[p.kernel_key] = value
+            if p.due(self.i_batch):
+                wrt.append(p.kernel_key)
+        if self.params["object"].due(self.i_batch):
+            wrt.insert(0, "obj")
+        return None, kp, wrt
+
+    @staticmethod
+    def _sum_small(key: str, shares, results, spec: BatchSpec) -> np.ndarray:
+        if key == "pos_px":  # per-tile gradients: put each group's rows back in batch order
+            out = np.zeros((len(spec.tiles), 2))
+            for (_, grads), (_, rows) in zip(shares, results):
+                out[rows] = grads[key]
+            return out
+        return sum(grads[key] for _, grads in shares)
+
+    def _update_object(self, spec: BatchSpec) -> None:
+        c, obj = self.client, self.params["object"]
+        theta = float(self.problem.theta_rad[spec.i_theta])
+        g = self.problem.geometry
+        cons = tasks.SlabConstraints(g.unknown_type, obj.non_negativity, obj.object_type)
+        cfg = obj.optimizer.config()
+        for i, w in enumerate(self.owners):
+            res = c.submit(tasks.update_slab, self._obj[i], self._grad[i], self._state[i],
+                           theta, cfg, obj.n_updates, cons, workers=[w], pure=False)
+            self._obj[i] = c.submit(operator.getitem, res, 0, workers=[w])
+            self._state[i] = c.submit(operator.getitem, res, 1, workers=[w])
+            self._grad[i] = c.submit(operator.getitem, res, 2, workers=[w])
+        obj.n_updates += 1
+        self._pending = 0
+        self._obj_version += 1
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> None:
+        obj = self.params["object"]
+        obj.value = self.object
+        states = self.client.gather(self._state)
+        obj.state = {k: np.concatenate([st[k] for st in states]) for k in obj.state}
+        if self._pending:
+            self._grad_rot = np.concatenate(self.client.gather(self._grad))
+        super().checkpoint()
+
+    def _restore(self) -> None:
+        super()._restore()
+        obj = self.params["object"]
+        self._scatter_object(obj.value, obj.state)
+        if self._pending:
+            self._grad = [self.client.scatter(self._grad_rot[a:b], workers=[w])
+                          for (a, b), w in zip(self.bounds, self.owners)]

@@ -1,0 +1,136 @@
+"""Functions that run inside Dask tasks (or MPI ranks): pure, on NumPy arrays.
+
+Slab functions take one y-slab ``[h, Lx, Lz, C]`` of an object-shaped array
+and the slab's first row ``y0``; regions are :class:`~daskorym.physics.Region`
+boxes in object pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ..backend import get_backend
+from ..optim import from_config
+from ..parameters import constrain_object
+from ..physics import Region, RotationOperator
+
+
+@lru_cache(maxsize=8)
+def cached_backend(name: str, precision: str, device: str, threads: int):
+    """One backend per worker process and configuration (threads set once)."""
+    be = get_backend(name, precision, device)
+    be.set_threads(threads)
+    return be
+
+
+def rotate_slab(slab: np.ndarray, theta_rad: float) -> np.ndarray:
+    """The slab rotated about y (rows are independent, so slab-local)."""
+    if theta_rad == 0.0:
+        return slab
+    return RotationOperator(slab.shape[1:3], theta_rad)(slab)
+
+
+def cut_piece(slab: np.ndarray, y0: int, region: Region, fill: tuple[float, ...]
+              ) -> tuple[int, np.ndarray]:
+    """The rows of ``region`` inside this slab, over the region's x range (fill outside).
+
+    Returns ``(row offset in the region, piece [rows, region.nx, Lz, C])``.
+    """
+    h = slab.shape[0]
+    ya, yb = max(y0, region.y0), min(y0 + h, region.y0 + region.ny)
+    piece = np.empty((max(yb - ya, 0), region.nx) + slab.shape[2:], slab.dtype)
+    piece[...] = np.asarray(fill, slab.dtype)
+    xa, xb = max(region.x0, 0), min(region.x0 + region.nx, slab.shape[1])
+    if yb > ya and xb > xa:
+        piece[:, xa - region.x0:xb - region.x0] = slab[ya - y0:yb - y0, xa:xb]
+    return ya - region.y0, piece
+
+
+def assemble(region: Region, pieces: list[tuple[int, np.ndarray]], trailing: tuple[int, ...],
+             fill: tuple[float, ...], dtype) -> np.ndarray:
+    """The region array ``[ny, nx, Lz, C]`` from pieces cut on the slab owners."""
+    out = np.empty((region.ny, region.nx) + tuple(trailing), dtype)
+    out[...] = np.asarray(fill, dtype)
+    for row, piece in pieces:
+        out[row:row + piece.shape[0]] = piece
+    return out
+
+
+@dataclass(frozen=True)
+class KernelJob:
+    """What a gradient task needs besides the object chunk."""
+
+    backend: tuple[str, str, str, int]  # name, precision, device, threads
+    wrt: tuple[str, ...]
+    n_pix_global: int
+
+
+def gradient_task(model, job: KernelJob, batch, region: Region, pieces, fill, small: dict,
+                  measured: np.ndarray, loss, mask) -> dict[str, Any]:
+    """Loss share and gradients of one worker's tiles of a global minibatch.
+
+    ``batch`` is the worker's :class:`~daskorym.models.TileBatch` (crops relative
+    to ``region``); the loss is divided by the pixels of the *global* minibatch
+    so the shares add up to the mean.
+    """
+    be = cached_backend(*job.backend)
+    lz_c = tuple(model.geometry.obj_shape[2:]) + (2,)
+    dtype = pieces[0][1].dtype if pieces else np.dtype(job.backend[1])
+    chunk = assemble(region, pieces, lz_c, fill, dtype)
+    params = dict(small, obj=chunk)
+
+    def f(q):
+        return model.tile_loss(be, q, batch, measured, loss, mask)[0] / job.n_pix_global
+
+    if job.wrt:
+        value, grads = be.value_and_grad(f, params, list(job.wrt))
+    else:
+        value, grads = float(be.evaluate(f, params)), {}
+    return {"loss": value, "grads": grads, "region": region}
+
+
+def small_grads(result: dict[str, Any]) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss share and the gradients of every input but the object (sent to the client)."""
+    return result["loss"], {k: v for k, v in result["grads"].items() if k != "obj"}
+
+
+def add_object_grad(grad_slab: np.ndarray, y0: int, result: dict[str, Any]) -> np.ndarray:
+    """``grad_slab += `` the rows of the task's object gradient falling in this slab."""
+    g = result["grads"].get("obj")
+    if g is None:
+        return grad_slab
+    region: Region = result["region"]
+    h = grad_slab.shape[0]
+    ya, yb = max(y0, region.y0), min(y0 + h, region.y0 + region.ny)
+    xa, xb = max(region.x0, 0), min(region.x0 + region.nx, grad_slab.shape[1])
+    if yb > ya and xb > xa:
+        grad_slab[ya - y0:yb - y0, xa:xb] += g[ya - region.y0:yb - region.y0,
+                                               xa - region.x0:xb - region.x0]
+    return grad_slab
+
+
+@dataclass(frozen=True)
+class SlabConstraints:
+    unknown_type: str = "delta_beta"
+    non_negativity: bool = False
+    object_type: str = "normal"
+
+
+def update_slab(obj_slab: np.ndarray, grad_slab: np.ndarray, state: dict[str, np.ndarray],
+                theta_rad: float, opt_config: dict, i_update: int,
+                constraints: SlabConstraints
+                ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Rotate the accumulated gradient back (exact adjoint), take an optimizer step,
+    apply the constraints; returns the new slab, optimizer state and a zeroed gradient."""
+    grad = grad_slab if theta_rad == 0.0 else \
+        RotationOperator(grad_slab.shape[1:3], theta_rad).adjoint(grad_slab)
+    obj = obj_slab.copy()
+    new_state = {k: v.copy() for k, v in state.items()}
+    from_config(opt_config).step(obj, grad.astype(obj.dtype, copy=False), new_state, i_update)
+    constrain_object(obj, constraints.unknown_type, constraints.non_negativity,
+                     constraints.object_type)
+    return obj, new_state, np.zeros_like(grad_slab)
