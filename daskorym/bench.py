@@ -81,9 +81,15 @@ class PeakRSS:
 
 
 def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
-             device: str = "cpu", threads: int = 1, workdir: Path | None = None) -> dict[str, Any]:
-    """Simulate and reconstruct one case; a dict of its measurements."""
-    from .engine import Reconstruction
+             device: str = "cpu", threads: int = 1, workdir: Path | None = None,
+             engine: str = "local", n_workers: int = 1, mode: str = "dp") -> dict[str, Any]:
+    """Simulate and reconstruct one case; a dict of its measurements.
+
+    With ``engine="dask"`` a local cluster of ``n_workers`` single-threaded worker
+    processes is started first (not timed); the peak memory is then the largest
+    worker's resident memory.
+    """
+    from .execution import make_reconstruction
     from .simulate import simulate
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -91,44 +97,82 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
         settings = json.loads(json.dumps(case.settings))
         settings["dataset"] = {"path": str(data)}
         settings["optimization"]["n_epochs"] = n_epochs
-        settings["execution"] = {"backend": backend, "device": device, "threads": threads}
+        settings["execution"] = {"backend": backend, "device": device, "threads": threads,
+                                 "engine": engine, "mode": mode}
         settings["output"] = {"folder": str(Path(tmp) / "out"), "progress": False,
                               "store_checkpoint": False, "preview_every_epochs": 10 ** 6,
                               "preview_every_minutes": 10 ** 6}
         times = []
-        with Reconstruction(settings) as rec, PeakRSS() as mem:
-            for _ in range(n_epochs):
-                t0 = time.perf_counter()
-                rec.run(1)
-                times.append(time.perf_counter() - t0)
-            final_loss = rec.history[-1][2]
-            n_batches = len(rec.history) // n_epochs
+        with _client(engine, n_workers) as client:
+            kw = {"client": client} if client is not None else {}
+            with make_reconstruction(settings, **kw) as rec, PeakRSS() as mem:
+                for _ in range(n_epochs):
+                    t0 = time.perf_counter()
+                    rec.run(1)
+                    times.append(time.perf_counter() - t0)
+                final_loss = rec.history[-1][2]
+                n_batches = len(rec.history) // n_epochs
+            peak_mb = mem.peak_mb if client is None else max(
+                client.run(PeakRSS.rss).values()) / 2 ** 20
     steady = times[1:] or times
     return {"case": case.name, "description": case.description, "backend": backend,
-            "device": device, "threads": threads, "epochs": n_epochs,
+            "device": device, "threads": threads, "engine": engine if engine == "local" else
+            f"dask-{n_workers}", "mode": mode, "epochs": n_epochs,
             "batches_per_epoch": n_batches, "s_per_epoch": statistics.median(steady),
-            "first_epoch_s": times[0], "peak_rss_mb": mem.peak_mb, "final_loss": final_loss}
+            "first_epoch_s": times[0], "peak_rss_mb": peak_mb, "final_loss": final_loss}
+
+
+class _client:
+    """A local Dask cluster for the Dask rows of the bench (None for the local engine)."""
+
+    def __init__(self, engine: str, n_workers: int) -> None:
+        self.engine, self.n_workers = engine, n_workers
+        self.client = self.cluster = None
+
+    def __enter__(self):
+        if self.engine == "dask":
+            from distributed import Client
+
+            from .execution.cluster import make_local_cluster
+            self.cluster = make_local_cluster(self.n_workers)
+            self.client = Client(self.cluster)
+        return self.client
+
+    def __exit__(self, *exc) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.cluster.close()
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'case':<5} {'backend':<9} {'device':<7} {'thr':>3} {'epochs':>6} " \
+    head = f"{'case':<5} {'engine':<7} {'mode':<4} {'backend':<9} {'device':<7} {'thr':>3} {'epochs':>6} " \
            f"{'s/epoch':>9} {'1st epoch s':>11} {'peak MB':>8} {'final loss':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['case']:<5} {r['backend']:<9} {r['device']:<7} {r['threads']:>3} "
+        lines.append(f"{r['case']:<5} {r['engine']:<7} {r['mode']:<4} {r['backend']:<9} "
+                     f"{r['device']:<7} {r['threads']:>3} "
                      f"{r['epochs']:>6} {r['s_per_epoch']:>9.3f} {r['first_epoch_s']:>11.3f} "
                      f"{r['peak_rss_mb']:>8.0f} {r['final_loss']:>11.4g}")
     return "\n".join(lines)
 
 
 def run_bench(cases: list[str], *, n_epochs: int = 3, backends: tuple[str, ...] = ("torch",),
-              device: str = "cpu", threads: int = 1, json_path: Path | None = None
-              ) -> list[dict[str, Any]]:
+              device: str = "cpu", threads: int = 1, json_path: Path | None = None,
+              engines: tuple[str, ...] = ("local",), mode: str = "dp") -> list[dict[str, Any]]:
+    """Run the cases; ``engines`` entries: "local", "dask-1", "dask-2", ... (workers)."""
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         raise ValueError(f"unknown bench case(s) {unknown}; known: {sorted(CASES)}")
-    rows = [run_case(CASES[c], n_epochs=n_epochs, backend=b, device=device, threads=threads)
-            for c in cases for b in backends]
+    rows = []
+    for c in cases:
+        for b in backends:
+            for e in engines:
+                name, _, n = e.partition("-")
+                if name not in ("local", "dask") or (name == "dask" and not n.isdigit()):
+                    raise ValueError(f"engine must be 'local' or 'dask-N', got {e!r}")
+                rows.append(run_case(CASES[c], n_epochs=n_epochs, backend=b, device=device,
+                                     threads=threads, engine=name, n_workers=int(n or 1),
+                                     mode=mode))
     if json_path is not None:
         from .outputs import atomic_write_text
         atomic_write_text(Path(json_path), json.dumps(rows, indent=2))

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from daskorym.execution import make_reconstruction
+from daskorym.execution.cluster import make_local_cluster
 from conftest import small_settings
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["1worker", "2workers"])
 def client(request):
-    cluster = LocalCluster(n_workers=request.param, threads_per_worker=1, processes=True,
-                           dashboard_address=":0")
+    cluster = make_local_cluster(request.param)
     with Client(cluster) as c:
         yield c
     cluster.close()
@@ -25,7 +25,7 @@ def _run(settings, **kw):
         return rec.object.copy(), np.array([h[2] for h in rec.history])
 
 
-@pytest.mark.parametrize("mode", ["dp", "do"])
+@pytest.mark.parametrize("mode", ["dp", "do", "h5"])
 @pytest.mark.parametrize("case", ["small_2d", "small_3d"])
 def test_dask_equals_local(case, mode, client, tmp_path, request):
     data = request.getfixturevalue(case)

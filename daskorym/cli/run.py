@@ -57,14 +57,18 @@ def _toml(v) -> str:
               help="Backend(s) to time (default torch).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--engine", "engines", multiple=True,
+              help="local or dask-N (N workers); repeatable (default local).")
+@click.option("--mode", default="dp", type=click.Choice(["dp", "do", "h5"]), show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")
-def bench(cases, n_epochs, backends, device, threads, json_path) -> None:
+def bench(cases, n_epochs, backends, device, threads, engines, mode, json_path) -> None:
     """Time per epoch and peak memory of the standard cases."""
     from ..bench import CASES, format_table, run_bench
 
     names = list(cases) or list(CASES)
     rows = run_bench(names, n_epochs=n_epochs, backends=tuple(backends) or ("torch",),
-                     device=device, threads=threads, json_path=json_path)
+                     device=device, threads=threads, json_path=json_path,
+                     engines=tuple(engines) or ("local",), mode=mode)
     for name in names:
         click.echo(f"{name}: {CASES[name].description}")
     click.echo(format_table(rows))

@@ -262,7 +262,7 @@ class Reconstruction:
     def _object_update_due(self, spec: BatchSpec) -> bool:
         s = self.settings
         if s.execution.mode == "dp":
-            return True
+            return True  # 'do' and 'h5' both update after the angle (or every k batches)
         n = s.optimization.n_batch_per_update
         return spec.last_of_angle or (n is not None and self._pending >= n)
 

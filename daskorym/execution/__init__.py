@@ -16,6 +16,9 @@ def make_reconstruction(settings, inputs=None, **engine_options):
         from ..engine import Reconstruction
         return Reconstruction(s, inputs)
     if engine == "dask":
+        if s.execution.mode == "h5":
+            from .h5 import DaskH5Reconstruction
+            return DaskH5Reconstruction(s, inputs, **engine_options)
         from .dask_engine import DaskReconstruction
         return DaskReconstruction(s, inputs, **engine_options)
     raise ConfigError(f"execution.engine = {engine!r} is not available yet; use 'local' or 'dask'")

@@ -105,9 +105,28 @@ class DaskReconstruction(Reconstruction):
             return self._obj
         key = (i_theta, self._obj_version)
         if self._rot is None or self._rot[0] != key:
-            self._rot = (key, [self.client.submit(tasks.rotate_slab, f, theta, workers=[w])
-                               for f, w in zip(self._obj, self.owners)])
+            self._rot = (key, [self._submit_rotate(i, theta) for i in range(len(self.bounds))])
         return self._rot[1]
+
+    # the four slab operations (overridden by the file-backed h5 mode)
+    def _submit_rotate(self, i: int, theta: float):
+        return self.client.submit(tasks.rotate_slab, self._obj[i], theta, workers=[self.owners[i]])
+
+    def _submit_cut(self, i: int, rotated, region):
+        return self.client.submit(tasks.cut_piece, rotated, self.bounds[i][0], region,
+                                  self.problem.vacuum, workers=[self.owners[i]])
+
+    def _submit_add(self, i: int, result) -> None:
+        self._grad[i] = self.client.submit(tasks.add_object_grad, self._grad[i],
+                                           self.bounds[i][0], result, workers=[self.owners[i]])
+
+    def _submit_update(self, i: int, theta: float, cfg: dict, n_updates: int, cons) -> None:
+        c, w = self.client, self.owners[i]
+        res = c.submit(tasks.update_slab, self._obj[i], self._grad[i], self._state[i],
+                       theta, cfg, n_updates, cons, workers=[w], pure=False)
+        self._obj[i] = c.submit(operator.getitem, res, 0, workers=[w])
+        self._state[i] = c.submit(operator.getitem, res, 1, workers=[w])
+        self._grad[i] = c.submit(operator.getitem, res, 2, workers=[w])
 
     def _groups(self, tiles: np.ndarray) -> list[np.ndarray]:
         n = min(len(self.workers), len(tiles))
@@ -130,20 +149,19 @@ class DaskReconstruction(Reconstruction):
         positions = self.params["probe_pos"].value[spec.i_theta]
         index = {int(t): k for k, t in enumerate(spec.tiles)}
         results = []
-        for group in self._groups(spec.tiles):
+        for k, group in enumerate(self._groups(spec.tiles)):
             rows = np.array([index[int(t)] for t in group])
             tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
-            pieces = [c.submit(tasks.cut_piece, rot[i], self.bounds[i][0], tb.region,
-                               prob.vacuum, workers=[self.owners[i]])
-                      for i in self._slabs_under(tb.region)]
+            pieces = [self._submit_cut(i, rot[i], tb.region) for i in self._slabs_under(tb.region)]
             small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
             res = c.submit(tasks.gradient_task, self._model_f, job, tb, tb.region, pieces,
-                           prob.vacuum, small, measured[rows], prob.loss, prob.mask, pure=False)
+                           prob.vacuum, small, measured[rows], prob.loss, prob.mask, pure=False,
+                           workers=[self.workers[k % len(self.workers)]],
+                           allow_other_workers=True)
             results.append((res, rows))
             if "obj" in wrt:
                 for i in self._slabs_under(tb.region):
-                    self._grad[i] = c.submit(tasks.add_object_grad, self._grad[i],
-                                             self.bounds[i][0], res, workers=[self.owners[i]])
+                    self._submit_add(i, res)
         shares = c.gather([c.submit(tasks.small_grads, r) for r, _ in results])
         loss = float(sum(v for v, _ in shares))
         for p in self.params.values():
@@ -184,17 +202,13 @@ class DaskReconstruction(Reconstruction):
         return sum(grads[key] for _, grads in shares)
 
     def _update_object(self, spec: BatchSpec) -> None:
-        c, obj = self.client, self.params["object"]
+        obj = self.params["object"]
         theta = float(self.problem.theta_rad[spec.i_theta])
         g = self.problem.geometry
         cons = tasks.SlabConstraints(g.unknown_type, obj.non_negativity, obj.object_type)
         cfg = obj.optimizer.config()
-        for i, w in enumerate(self.owners):
-            res = c.submit(tasks.update_slab, self._obj[i], self._grad[i], self._state[i],
-                           theta, cfg, obj.n_updates, cons, workers=[w], pure=False)
-            self._obj[i] = c.submit(operator.getitem, res, 0, workers=[w])
-            self._state[i] = c.submit(operator.getitem, res, 1, workers=[w])
-            self._grad[i] = c.submit(operator.getitem, res, 2, workers=[w])
+        for i in range(len(self.bounds)):
+            self._submit_update(i, theta, cfg, obj.n_updates, cons)
         obj.n_updates += 1
         self._pending = 0
         self._obj_version += 1

@@ -1,0 +1,139 @@
+"""The ``h5`` mode of the Dask engine: slabs in Zarr files, workers hold a slab at a time.
+
+The object, its rotated copy, the accumulated gradient and the optimizer
+state are Zarr arrays (one chunk per slab, so each chunk has one writer)
+under ``<output>/work/``.  Tasks read and write slabs by path and return
+small tokens; the client chains the tasks of each slab through those
+tokens, so accumulation is race-free and no slab passes through the client.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..physics import Region
+from ..store import ZarrStore
+from . import tasks
+from .dask_engine import DaskReconstruction
+
+
+@lru_cache(maxsize=32)
+def _store(path: str) -> ZarrStore:
+    return ZarrStore.open(path, mode="r+")
+
+
+def rotate_file_slab(src: str, dst: str, i: int, theta_rad: float, *deps) -> int:
+    _store(dst).write_slab(i, tasks.rotate_slab(_store(src).read_slab(i), theta_rad))
+    return i
+
+
+def cut_file_piece(path: str, i: int, region: Region, fill, *deps) -> tuple[int, np.ndarray]:
+    store = _store(path)
+    y0, y1 = store.slab_bounds(i)
+    ya, yb = max(y0, region.y0), min(y1, region.y0 + region.ny)
+    return ya - region.y0, store.read_region(Region(ya, region.x0, yb - ya, region.nx))
+
+
+def add_file_grad(path: str, i: int, result, *deps) -> int:
+    store = _store(path)
+    y0, _ = store.slab_bounds(i)
+    store.write_slab(i, tasks.add_object_grad(store.read_slab(i), y0, result))
+    return i
+
+
+def update_file_slab(paths: dict[str, str], i: int, theta_rad: float, cfg: dict, n_updates: int,
+                     cons, *deps) -> int:
+    obj, grad = _store(paths["obj"]), _store(paths["grad"])
+    state = {k: _store(p).read_slab(i) for k, p in paths.items() if k.startswith("state/")}
+    new_obj, new_state, zero = tasks.update_slab(obj.read_slab(i), grad.read_slab(i),
+                                                 {k[6:]: v for k, v in state.items()},
+                                                 theta_rad, cfg, n_updates, cons)
+    obj.write_slab(i, new_obj)
+    for k, v in new_state.items():
+        _store(paths["state/" + k]).write_slab(i, v)
+    grad.write_slab(i, zero)
+    return i
+
+
+class DaskH5Reconstruction(DaskReconstruction):
+    """Dask engine, ``h5`` mode: the object and its companions live in Zarr files.
+
+    Each slab's tasks run on the slab's assigned worker (spreading the work);
+    tasks return tokens, so a worker's memory holds one slab and one chunk of
+    tiles at a time.  The files are ``<output>/work/{object,rotated,gradient,
+    state_*}.zarr``.
+    """
+
+    def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        work = Path(self.out.path) / "work"
+        work.mkdir(exist_ok=True)
+        h = self.bounds[0][1] - self.bounds[0][0]
+        fill = self.problem.vacuum
+        self.paths = {"obj": str(work / "object.zarr"), "rot": str(work / "rotated.zarr"),
+                      "grad": str(work / "gradient.zarr")}
+        self.paths.update({f"state/{k}": str(work / f"state_{k}.zarr") for k in state})
+        for key, path in self.paths.items():
+            store = ZarrStore.create(path, value.shape, value.dtype, h, fill, overwrite=True)
+            for i, (a, b) in enumerate(self.bounds):
+                if key == "obj":
+                    store.write_slab(i, value[a:b])
+                elif key.startswith("state/"):
+                    store.write_slab(i, state[key[6:]][a:b])
+            store.close()
+        _store.cache_clear()
+        self._obj = [None] * len(self.bounds)  # tokens: the last task that wrote each slab
+        self._grad = [None] * len(self.bounds)
+        self._state = [None] * len(self.bounds)
+
+    @property
+    def object(self) -> np.ndarray:
+        self.client.gather([t for t in self._obj + self._grad if t is not None])
+        with ZarrStore.open(self.paths["obj"], mode="r") as store:
+            return store.read_all()
+
+    def _submit_rotate(self, i, theta):
+        return self.client.submit(rotate_file_slab, self.paths["obj"], self.paths["rot"], i,
+                                  theta, self._obj[i], workers=[self.owners[i]], pure=False)
+
+    def _rotated_futures(self, i_theta: int) -> list:
+        theta = float(self.problem.theta_rad[i_theta])
+        key = (i_theta, self._obj_version)
+        if self._rot is None or self._rot[0] != key:
+            self._rot = (key, [self._submit_rotate(i, theta) for i in range(len(self.bounds))])
+        return self._rot[1]
+
+    def _submit_cut(self, i, rotated, region):
+        return self.client.submit(cut_file_piece, self.paths["rot"], i, region,
+                                  self.problem.vacuum, rotated, workers=[self.owners[i]],
+                                  pure=False)
+
+    def _submit_add(self, i, result) -> None:
+        self._grad[i] = self.client.submit(add_file_grad, self.paths["grad"], i, result,
+                                           self._grad[i], workers=[self.owners[i]], pure=False)
+
+    def _submit_update(self, i, theta, cfg, n_updates, cons) -> None:
+        deps = (self._obj[i], self._grad[i], self._rot[1][i] if self._rot else None)
+        token = self.client.submit(update_file_slab, self.paths, i, theta, cfg, n_updates, cons,
+                                   *deps, workers=[self.owners[i]], pure=False)
+        self._obj[i] = self._grad[i] = token
+
+    def checkpoint(self) -> None:
+        obj = self.params["object"]
+        obj.value = self.object
+        obj.state = {k[6:]: ZarrStore.open(p, mode="r").read_all()
+                     for k, p in self.paths.items() if k.startswith("state/")}
+        if self._pending:
+            self._grad_rot = ZarrStore.open(self.paths["grad"], mode="r").read_all()
+        super(DaskReconstruction, self).checkpoint()
+
+    def _restore(self) -> None:
+        super(DaskReconstruction, self)._restore()
+        obj = self.params["object"]
+        self._scatter_object(obj.value, obj.state)
+        if self._pending:
+            with ZarrStore.open(self.paths["grad"]) as store:
+                store.write_all(self._grad_rot)
+
