@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigError, Settings, load_settings, suggest
-from .engine import InMemoryInputs, Reconstruction, ReconstructionResult
+from .engine import InMemoryInputs, ReconstructionResult
+from .execution import make_reconstruction
 from .optim import Optimizer
 
 # Adorym parameters accepted and ignored (unused by Adorym itself, or implementation details
@@ -91,10 +92,13 @@ class PtychographyModel:
     name = "auto"
 
 
-def reconstruct(settings: Settings | dict, inputs: InMemoryInputs | None = None
-                ) -> ReconstructionResult:
-    """Run a reconstruction to the end from validated settings (see :mod:`daskorym.config`)."""
-    with Reconstruction(settings, inputs) as rec:
+def reconstruct(settings: Settings | dict, inputs: InMemoryInputs | None = None,
+                **engine_options) -> ReconstructionResult:
+    """Run a reconstruction to the end from validated settings (see :mod:`daskorym.config`).
+
+    ``engine_options`` go to the engine, e.g. ``client=`` (a ``distributed.Client``).
+    """
+    with make_reconstruction(settings, inputs, **engine_options) as rec:
         return rec.run()
 
 
@@ -251,7 +255,7 @@ def _inputs(p: dict) -> InMemoryInputs:
     return inp
 
 
-def reconstruct_ptychography(**params: Any) -> ReconstructionResult:
+def reconstruct_ptychography(*, client=None, **params: Any) -> ReconstructionResult:
     """Adorym-compatible entry point: Adorym's parameter names and meanings.
 
     See the module docstring for the deliberate differences; execution
@@ -262,9 +266,10 @@ def reconstruct_ptychography(**params: Any) -> ReconstructionResult:
         missing = [k for k in ("fname", "obj_size") if k not in params]
         raise ConfigError(f"reconstruct_ptychography: missing required parameter(s) {missing}")
     settings_dict, inputs = adorym_to_settings(params)
+    engine_options = {} if client is None else {"client": client}
     settings = load_settings(settings_dict, "reconstruct_ptychography")
     t_max_min = params.get("t_max_min")
-    with Reconstruction(settings, inputs) as rec:
+    with make_reconstruction(settings, inputs, **engine_options) as rec:
         if t_max_min is None:
             return rec.run()
         deadline = time.monotonic() + 60.0 * float(t_max_min)

@@ -16,6 +16,7 @@ import daskorym
 from daskorym.cli import main
 from daskorym.config import ConfigError, load_settings
 from daskorym.engine import Reconstruction
+from daskorym.execution import make_reconstruction
 from daskorym.outputs import OutputExistsError
 from conftest import small_settings
 
@@ -212,4 +213,6 @@ def test_ifft_probe_streams_the_mean_pattern(small_2d, tmp_path, monkeypatch):
 def test_other_engines_are_refused_until_available(small_2d, tmp_path):
     s = small_settings(small_2d, tmp_path / "x", execution={"engine": "mpi"})
     with pytest.raises(ConfigError, match="not available yet"):
+        make_reconstruction(s)
+    with pytest.raises(ConfigError, match="picks the engine"):
         Reconstruction(s)

@@ -26,7 +26,7 @@ def reconstruct(config: Path, overrides: tuple[str, ...], resume: bool, quiet: b
                 **opts) -> None:
     """Reconstruct with the settings in CONFIG (TOML)."""
     from ..config import read_toml
-    from ..engine import Reconstruction
+    from ..execution import make_reconstruction
 
     flags = {"engine": "execution.engine", "mode": "execution.mode",
              "n_workers": "execution.n_workers", "backend": "execution.backend",
@@ -38,7 +38,7 @@ def reconstruct(config: Path, overrides: tuple[str, ...], resume: bool, quiet: b
     if quiet:
         extra.append("output.progress=false")
     settings = read_toml(config, list(overrides) + extra)
-    with Reconstruction(settings) as rec:
+    with make_reconstruction(settings) as rec:
         result = rec.run()
     click.echo(f"object: {result.output_folder / 'object.zarr'}")
     click.echo(f"final loss: {result.final_loss:.6g} after {result.epochs} epochs")

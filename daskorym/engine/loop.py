@@ -172,7 +172,9 @@ class Reconstruction:
         prob = self.problem
         positions = self.params["probe_pos"].value
         tb = prob.model.plan_batch(spec.i_theta, spec.tiles, positions[spec.i_theta][spec.tiles])
-        kp = {"obj": extract_region(self._rotated(spec.i_theta), tb.region, prob.vacuum)}
+        rot = self._rotated(spec.i_theta)
+        kp = {"obj": tb.chunk_from(lambda r: extract_region(rot, r, prob.vacuum), rot.shape[2:],
+                                   rot.dtype, prob.vacuum)}
         wrt = []
         for p in self.params.values():
             if p.kernel_key not in prob.model.inputs or p.name == "object":
@@ -227,7 +229,7 @@ class Reconstruction:
                 loss, grads, tb = self._evaluate(spec, [p.kernel_key])
                 if p.name == "object":
                     full = np.zeros_like(p.value)
-                    add_region(full, tb.region, grads["obj"])
+                    tb.add_chunk_to(lambda r, a: add_region(full, r, a), grads["obj"])
                     full = self._unrotate(full, spec.i_theta)
                     if self.problem.regularizers:
                         reg, rg = self._regularizer_value(with_grad=True)
@@ -245,7 +247,7 @@ class Reconstruction:
         if "obj" in grads:
             if self._grad_rot is None:
                 self._grad_rot = np.zeros_like(self.object)
-            add_region(self._grad_rot, tb.region, grads["obj"])
+            tb.add_chunk_to(lambda r, a: add_region(self._grad_rot, r, a), grads["obj"])
             self._pending += 1
         for p in self.params.values():
             if p.kernel_key in grads and p.name != "object":

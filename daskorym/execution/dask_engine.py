@@ -152,15 +152,17 @@ class DaskReconstruction(Reconstruction):
         for k, group in enumerate(self._groups(spec.tiles)):
             rows = np.array([index[int(t)] for t in group])
             tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
-            pieces = [self._submit_cut(i, rot[i], tb.region) for i in self._slabs_under(tb.region)]
+            parts = tb.parts()
+            pieces = [[self._submit_cut(i, rot[i], reg) for i in self._slabs_under(reg)]
+                      for reg, _, _ in parts]
             small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
-            res = c.submit(tasks.gradient_task, self._model_f, job, tb, tb.region, pieces,
+            res = c.submit(tasks.gradient_task, self._model_f, job, tb, pieces,
                            prob.vacuum, small, measured[rows], prob.loss, prob.mask, pure=False,
                            workers=[self.workers[k % len(self.workers)]],
                            allow_other_workers=True)
             results.append((res, rows))
             if "obj" in wrt:
-                for i in self._slabs_under(tb.region):
+                for i in sorted({i for reg, _, _ in parts for i in self._slabs_under(reg)}):
                     self._submit_add(i, res)
         shares = c.gather([c.submit(tasks.small_grads, r) for r, _ in results])
         loss = float(sum(v for v, _ in shares))

@@ -69,18 +69,21 @@ class KernelJob:
     n_pix_global: int
 
 
-def gradient_task(model, job: KernelJob, batch, region: Region, pieces, fill, small: dict,
+def gradient_task(model, job: KernelJob, batch, part_pieces: list, fill, small: dict,
                   measured: np.ndarray, loss, mask) -> dict[str, Any]:
     """Loss share and gradients of one worker's tiles of a global minibatch.
 
-    ``batch`` is the worker's :class:`~daskorym.models.TileBatch` (crops relative
-    to ``region``); the loss is divided by the pixels of the *global* minibatch
-    so the shares add up to the mean.
+    ``batch`` is the worker's :class:`~daskorym.models.TileBatch`; ``part_pieces``
+    holds, for each of ``batch.parts()``, the pieces cut on the slab owners.  The
+    loss is divided by the pixels of the *global* minibatch so the shares add up
+    to the mean.
     """
     be = cached_backend(*job.backend)
     lz_c = tuple(model.geometry.obj_shape[2:]) + (2,)
-    dtype = pieces[0][1].dtype if pieces else np.dtype(job.backend[1])
-    chunk = assemble(region, pieces, lz_c, fill, dtype)
+    dtype = np.dtype(job.backend[1])
+    assembled = {id(reg): assemble(reg, pieces, lz_c, fill, dtype)
+                 for (reg, _, _), pieces in zip(batch.parts(), part_pieces)}
+    chunk = batch.chunk_from(lambda reg: assembled[id(reg)], lz_c, dtype, fill)
     params = dict(small, obj=chunk)
 
     def f(q):
@@ -90,7 +93,7 @@ def gradient_task(model, job: KernelJob, batch, region: Region, pieces, fill, sm
         value, grads = be.value_and_grad(f, params, list(job.wrt))
     else:
         value, grads = float(be.evaluate(f, params)), {}
-    return {"loss": value, "grads": grads, "region": region}
+    return {"loss": value, "grads": grads, "parts": batch.parts()}
 
 
 def small_grads(result: dict[str, Any]) -> tuple[float, dict[str, np.ndarray]]:
@@ -103,13 +106,13 @@ def add_object_grad(grad_slab: np.ndarray, y0: int, result: dict[str, Any]) -> n
     g = result["grads"].get("obj")
     if g is None:
         return grad_slab
-    region: Region = result["region"]
     h = grad_slab.shape[0]
-    ya, yb = max(y0, region.y0), min(y0 + h, region.y0 + region.ny)
-    xa, xb = max(region.x0, 0), min(region.x0 + region.nx, grad_slab.shape[1])
-    if yb > ya and xb > xa:
-        grad_slab[ya - y0:yb - y0, xa:xb] += g[ya - region.y0:yb - region.y0,
-                                               xa - region.x0:xb - region.x0]
+    for region, r0, c0 in result["parts"]:
+        ya, yb = max(y0, region.y0), min(y0 + h, region.y0 + region.ny)
+        xa, xb = max(region.x0, 0), min(region.x0 + region.nx, grad_slab.shape[1])
+        if yb > ya and xb > xa:
+            grad_slab[ya - y0:yb - y0, xa:xb] += g[r0 + ya - region.y0:r0 + yb - region.y0,
+                                                   c0 + xa - region.x0:c0 + xb - region.x0]
     return grad_slab
 
 

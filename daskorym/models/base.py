@@ -125,25 +125,52 @@ class Geometry:
 class TileBatch:
     """Which tiles a kernel call covers, and where they sit in the chunk.
 
+    Two layouts of the object chunk (the ``obj`` param):
+
+    * box: the smallest box of the object holding all the tiles (tiles that
+      overlap share voxels); ``region`` is that box in object pixels;
+    * mosaic: each tile's own ``py x px`` region of the object, placed side by
+      side along x (used when the box would be much larger than the tiles,
+      e.g. for scattered tiles); ``tile_regions`` lists them.
+
     Attributes
     ----------
     i_theta : angle index
     tiles : ``[n]`` tile indices within the angle (data axis 1)
     crop_px : ``[n, 2]`` integer top-left corners of the wave tiles in chunk pixels
-    region : the chunk's box in object pixels (``obj`` param has its shape)
+    region : the chunk's box (object pixels for the box layout)
+    tile_origin_px : ``[n, 2]`` object pixel of each crop's top-left corner
+    tile_regions : per-tile object regions (mosaic layout), else None
     """
 
     i_theta: int
     tiles: np.ndarray
     crop_px: np.ndarray
     region: Region
-
-    @property
-    def origin_px(self) -> np.ndarray:
-        return np.array([self.region.y0, self.region.x0], np.int64)
+    tile_origin_px: np.ndarray
+    tile_regions: tuple[Region, ...] | None = None
 
     def __len__(self) -> int:
         return int(len(self.tiles))
+
+    def parts(self) -> list[tuple[Region, int, int]]:
+        """``(object region, chunk row, chunk column)`` of each piece of the chunk."""
+        if self.tile_regions is None:
+            return [(self.region, 0, 0)]
+        return [(r, int(c[0]), int(c[1])) for r, c in zip(self.tile_regions, self.crop_px)]
+
+    def chunk_from(self, read_region, trailing, dtype, fill) -> np.ndarray:
+        """The chunk ``[region.ny, region.nx, *trailing]``; ``read_region(Region) -> array``."""
+        out = np.empty((self.region.ny, self.region.nx) + tuple(trailing), dtype)
+        out[...] = np.asarray(fill, dtype)
+        for reg, r0, c0 in self.parts():
+            out[r0:r0 + reg.ny, c0:c0 + reg.nx] = read_region(reg)
+        return out
+
+    def add_chunk_to(self, add_region, chunk: np.ndarray) -> None:
+        """Send a chunk-shaped array (a gradient) back: ``add_region(Region, array)`` per piece."""
+        for reg, r0, c0 in self.parts():
+            add_region(reg, chunk[r0:r0 + reg.ny, c0:c0 + reg.nx])
 
 
 MODELS: dict[str, type["ForwardModel"]] = {}
@@ -191,12 +218,28 @@ class ForwardModel:
         """Top-left corners of the wave tiles for data-tile positions (buffer zone removed)."""
         return np.asarray(pos_px, np.float64) - self.geometry.safe_zone_px
 
-    def plan_batch(self, i_theta: int, tiles: np.ndarray, pos_px: np.ndarray) -> TileBatch:
-        """Batch description and object region for tiles at positions ``pos_px [n, 2]``."""
+    def plan_batch(self, i_theta: int, tiles: np.ndarray, pos_px: np.ndarray,
+                   layout: str = "auto") -> TileBatch:
+        """Batch description for tiles at positions ``pos_px [n, 2]``.
+
+        ``layout``: "box", "mosaic", or "auto" (mosaic when the box would hold
+        more than twice the voxels of the tiles themselves).
+        """
         whole, _ = split_positions(self.wave_positions(pos_px))
-        region = Region.around(whole, self.geometry.probe_shape)
-        crop = whole - np.array([region.y0, region.x0])
-        return TileBatch(int(i_theta), np.asarray(tiles, np.int64), crop, region)
+        py, px = self.geometry.probe_shape
+        region = Region.around(whole, (py, px))
+        tiles = np.asarray(tiles, np.int64)
+        if layout == "auto":
+            layout = "mosaic" if region.ny * region.nx > 2 * len(whole) * py * px else "box"
+        if layout == "box":
+            crop = whole - np.array([region.y0, region.x0])
+            return TileBatch(int(i_theta), tiles, crop, region, whole)
+        if layout != "mosaic":
+            raise ValueError(f"layout must be 'auto', 'box' or 'mosaic', got {layout!r}")
+        crop = np.stack([np.zeros(len(whole), np.int64), np.arange(len(whole)) * px], axis=1)
+        regions = tuple(Region(int(y), int(x), py, px) for y, x in whole)
+        return TileBatch(int(i_theta), tiles, crop, Region(0, 0, py, len(whole) * px), whole,
+                         regions)
 
     # ------------------------------------------------------------------ helpers
     def constant(self, be: Backend, key: Any, make: Callable[[], np.ndarray]):
@@ -210,7 +253,7 @@ class ForwardModel:
         """Sub-pixel part of the positions ``[n, 2]`` (differentiable), or None."""
         if "pos_px" not in params:
             return None
-        offset = batch.crop_px + batch.origin_px + self.geometry.safe_zone_px
+        offset = batch.tile_origin_px + self.geometry.safe_zone_px
         return params["pos_px"] - be.asarray(offset.astype(be.np_real))
 
     # ------------------------------------------------------------------ the kernel

@@ -310,7 +310,8 @@ def predict_angle(model: ForwardModel, be: Backend, obj: np.ndarray, probe: np.n
     for start in range(0, len(positions_px), chunk_tiles):
         tiles = np.arange(start, min(start + chunk_tiles, len(positions_px)))
         batch = model.plan_batch(i_theta, tiles, positions_px[tiles])
-        params = {"obj": extract_region(obj, batch.region, vac), "probe": probe}
+        params = {"obj": batch.chunk_from(lambda r: extract_region(obj, r, vac), obj.shape[2:],
+                                          obj.dtype, vac), "probe": probe}
         if shift:
             params["pos_px"] = positions_px[tiles]
         inten = be.evaluate(lambda p, b=batch: model.intensity(be, p, b), params)
