@@ -162,6 +162,7 @@ class ExecutionSettings(_Group):
     n_workers: int | None = Field(None, ge=1)
     cluster: str = "local"
     threads: int = Field(1, ge=1)
+    gpu_tasks: bool = False  # Dask: gradient tasks ask for resources={"GPU": 1}
 
 
 class OutputSettings(_Group):

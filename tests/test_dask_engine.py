@@ -42,3 +42,29 @@ def test_dask_equals_local(case, mode, client, tmp_path, request):
     n = len(client.scheduler_info()["workers"])
     print(f"{case} {mode} {n} worker(s): object rel. diff {rel:.2e}, loss rel. diff {rel_loss:.2e}")
     assert rel < 1e-5 and rel_loss < 1e-5
+
+
+def test_gradient_tasks_can_require_a_gpu_resource(small_2d, tmp_path):
+    """With execution.gpu_tasks the gradient tasks run only on workers declaring "GPU"."""
+    import dask
+    from distributed import LocalCluster
+    with dask.config.set({"distributed.worker.resources.GPU": 1}):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                               dashboard_address=":0")
+    with cluster, Client(cluster) as c:
+        s = small_settings(small_2d, tmp_path / "gpu", execution={"engine": "dask",
+                                                                  "gpu_tasks": True},
+                           optimization={"n_epochs": 1}, output={"store_checkpoint": False})
+        submitted = []
+        original = c.submit
+
+        def spy(fn, *args, **kw):
+            submitted.append((getattr(fn, "__name__", str(fn)), kw.get("resources")))
+            return original(fn, *args, **kw)
+        c.submit = spy
+        with make_reconstruction(s, client=c) as rec:
+            rec.run()
+    assert np.isfinite(rec.history[-1][2])
+    grads = [r for name, r in submitted if name == "gradient_task"]
+    assert grads and all(r == {"GPU": 1} for r in grads)
+    assert all(r is None for name, r in submitted if name != "gradient_task")

@@ -17,6 +17,7 @@ from .main import main
 @click.option("--engine", type=click.Choice(["local", "dask", "mpi"]), help="Where to run.")
 @click.option("--mode", type=click.Choice(["dp", "do", "h5"]), help="Update/distribution mode.")
 @click.option("--workers", "n_workers", type=int, help="Number of Dask workers.")
+@click.option("--cluster", help="Dask cluster: local (default) or a scheduler address.")
 @click.option("--backend", type=click.Choice(["torch", "autograd"]), help="Array backend.")
 @click.option("--device", help="torch device, e.g. cpu or cuda:0.")
 @click.option("--epochs", "n_epochs", type=int, help="Number of epochs.")
@@ -29,7 +30,8 @@ def reconstruct(config: Path, overrides: tuple[str, ...], resume: bool, quiet: b
     from ..execution import make_reconstruction
 
     flags = {"engine": "execution.engine", "mode": "execution.mode",
-             "n_workers": "execution.n_workers", "backend": "execution.backend",
+             "n_workers": "execution.n_workers", "cluster": "execution.cluster",
+             "backend": "execution.backend",
              "device": "execution.device", "n_epochs": "optimization.n_epochs",
              "folder": "output.folder"}
     extra = [f"{flags[k]}={_toml(v)}" for k, v in opts.items() if v is not None]

@@ -74,6 +74,9 @@ class DaskReconstruction(Reconstruction):
         self.bounds = [(y0, min(y0 + h, ly)) for y0 in range(0, ly, h)]
         self.owners = [self.workers[i % len(self.workers)] for i in range(len(self.bounds))]
         self._model_f = self.client.scatter(self.problem.model, broadcast=True)
+        # GPU workers declare a "GPU" resource; gradient tasks then run only there and
+        # return NumPy arrays (CUDA tensors are not sent between processes)
+        self._resources = {"resources": {"GPU": 1}} if s.execution.gpu_tasks else {}
         self._scatter_object(obj.value, obj.state)
         self._rot: tuple[Any, list] | None = None
 
@@ -159,7 +162,7 @@ class DaskReconstruction(Reconstruction):
             res = c.submit(tasks.gradient_task, self._model_f, job, tb, pieces,
                            prob.vacuum, small, measured[rows], prob.loss, prob.mask, pure=False,
                            workers=[self.workers[k % len(self.workers)]],
-                           allow_other_workers=True)
+                           allow_other_workers=True, **self._resources)
             results.append((res, rows))
             if "obj" in wrt:
                 for i in sorted({i for reg, _, _ in parts for i in self._slabs_under(reg)}):
