@@ -168,14 +168,10 @@ class Reconstruction:
             self._rot_cache = (key, RotationOperator(obj.shape[1:3], theta)(obj))
         return self._rot_cache[1]
 
-    def _kernel_inputs(self, spec: BatchSpec):
+    def _small_inputs(self, spec: BatchSpec) -> tuple[dict, list[str]]:
+        """Kernel inputs other than the object, and the names to differentiate now."""
         prob = self.problem
-        positions = self.params["probe_pos"].value
-        tb = prob.model.plan_batch(spec.i_theta, spec.tiles, positions[spec.i_theta][spec.tiles])
-        rot = self._rotated(spec.i_theta)
-        kp = {"obj": tb.chunk_from(lambda r: extract_region(rot, r, prob.vacuum), rot.shape[2:],
-                                   rot.dtype, prob.vacuum)}
-        wrt = []
+        kp, wrt = {}, []
         for p in self.params.values():
             if p.kernel_key not in prob.model.inputs or p.name == "object":
                 continue
@@ -187,6 +183,16 @@ class Reconstruction:
                 wrt.append(p.kernel_key)
         if self.params["object"].due(self.i_batch):
             wrt.insert(0, "obj")
+        return kp, wrt
+
+    def _kernel_inputs(self, spec: BatchSpec):
+        prob = self.problem
+        positions = self.params["probe_pos"].value
+        tb = prob.model.plan_batch(spec.i_theta, spec.tiles, positions[spec.i_theta][spec.tiles])
+        rot = self._rotated(spec.i_theta)
+        kp, wrt = self._small_inputs(spec)
+        kp["obj"] = tb.chunk_from(lambda r: extract_region(rot, r, prob.vacuum), rot.shape[2:],
+                                  rot.dtype, prob.vacuum)
         return tb, kp, wrt
 
     def _evaluate(self, spec: BatchSpec, wrt_names: list[str] | None = None):

@@ -141,7 +141,7 @@ class DaskReconstruction(Reconstruction):
 
     def _run_batch(self, spec: BatchSpec) -> float:
         c, prob = self.client, self.problem
-        _, kp, wrt = self._kernel_inputs_small(spec)
+        kp, wrt = self._small_inputs(spec)
         measured = prob.measured(spec.i_theta, spec.tiles)
         per_tile = int(np.prod(prob.geometry.det_shape)) if prob.mask is None \
             else int(np.sum(prob.mask))
@@ -179,23 +179,6 @@ class DaskReconstruction(Reconstruction):
             self._update_object(spec)
         self.i_batch += 1
         return loss + self._reg_value
-
-    def _kernel_inputs_small(self, spec: BatchSpec):
-        """Kernel inputs other than the object, and the names to differentiate."""
-        prob = self.problem
-        kp, wrt = {}, []
-        for p in self.params.values():
-            if p.kernel_key not in prob.model.inputs or p.name == "object":
-                continue
-            value = p.kernel_value(spec)
-            if p.name == "probe_pos" and not p.refined and np.all(value == np.round(value)):
-                continue
-            kp[p.kernel_key] = value
-            if p.due(self.i_batch):
-                wrt.append(p.kernel_key)
-        if self.params["object"].due(self.i_batch):
-            wrt.insert(0, "obj")
-        return None, kp, wrt
 
     @staticmethod
     def _sum_small(key: str, shares, results, spec: BatchSpec) -> np.ndarray:
