@@ -29,6 +29,7 @@ import numpy as np
 from .config import ConfigError, Settings, load_settings, suggest
 from .engine import InMemoryInputs, ReconstructionResult
 from .execution import make_reconstruction
+from .execution.comm import launched_ranks
 from .optim import Optimizer
 
 # Adorym parameters accepted and ignored (unused by Adorym itself, or implementation details
@@ -127,18 +128,29 @@ def _param_block(optimize: bool, optimizer: Any, rate: float | None, default_opt
     return block
 
 
+def _same_on_all_ranks(engine: str, value):
+    """``value`` from rank 0 under the MPI engine (e.g. a time-stamped folder name)."""
+    if engine != "mpi":
+        return value
+    from .execution.comm import get_comm
+    return get_comm().bcast(value, root=0)
+
+
 def adorym_to_settings(p: dict) -> tuple[dict, InMemoryInputs]:
     """Translate Adorym keyword arguments into a settings dict and in-memory inputs."""
     _check_names(p)
     g = p.get
     save_path = Path(g("save_path", "."))
-    out_name = g("output_folder") or time.strftime("recon_%Y%m%d_%H%M%S")
+    # like Adorym: a script started by mpiexec on several ranks runs on MPI
+    engine = g("engine") or ("mpi" if launched_ranks() > 1 else "local")
+    out_name = g("output_folder") or _same_on_all_ranks(engine,
+                                                        time.strftime("recon_%Y%m%d_%H%M%S"))
     n_epochs = g("n_epochs", "auto")
     mode = g("mode") or MODES.get(g("distribution_mode"))
     if mode is None:
         raise ConfigError(f"distribution_mode must be None, 'distributed_object' or 'shared_file', "
                           f"got {g('distribution_mode')!r}")
-    if g("update_scheme", "immediate") == "per angle" and mode == "dp" and g("engine") in (None, "local"):
+    if g("update_scheme", "immediate") == "per angle" and mode == "dp" and engine == "local":
         mode = "do"  # accumulate over the angle, then update
     fm = g("forward_model", "auto")
     model_name = fm if isinstance(fm, str) else getattr(fm, "name", None) or "auto"
@@ -180,7 +192,7 @@ def adorym_to_settings(p: dict) -> tuple[dict, InMemoryInputs]:
         "optimization": {"minibatch_size": int(g("minibatch_size") or 32),
                          "randomize_probe_pos": bool(g("randomize_probe_pos", False)),
                          "seed": int(g("seed", 0))},
-        "execution": {"engine": g("engine") or "local", "mode": mode,
+        "execution": {"engine": engine, "mode": mode,
                       "backend": {"pytorch": "torch"}.get(g("backend", "pytorch"), g("backend", "pytorch")),
                       "precision": "float64" if g("run_float64") else "float32",
                       "device": _device(g("cpu_only", False), g("gpu_index", 0)),

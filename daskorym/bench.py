@@ -1,8 +1,9 @@
 """``daskorym bench``: time per epoch and peak memory for named standard cases.
 
 Each case simulates its dataset (into a temporary folder), runs a few epochs
-and reports the median time per epoch after the first (warm-up) epoch, the
-peak resident memory sampled during the run, the backend and thread count.
+and reports the median time per epoch after the first (warm-up) epoch (the results written
+after the last epoch are not timed), the peak resident memory sampled during the run, the
+backend and thread count; for MPI runs also the share of time spent in collectives.
 """
 
 from __future__ import annotations
@@ -87,39 +88,87 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
 
     With ``engine="dask"`` a local cluster of ``n_workers`` single-threaded worker
     processes is started first (not timed); the peak memory is then the largest
-    worker's resident memory.
+    worker's resident memory.  With ``engine="mpi"`` every rank of the ``mpiexec`` run
+    calls this; rank 0 simulates, the peak memory is the largest rank's, and
+    ``comm_share`` is the largest rank's share of time in MPI collectives.
     """
     from .execution import make_reconstruction
-    from .simulate import simulate
+    from .execution.comm import get_comm
 
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        data = simulate(case.model, Path(tmp) / "data.h5", progress=False, **case.simulate)
+    comm = get_comm() if engine == "mpi" else None
+    rank = comm.Get_rank() if comm is not None else 0
+    with _shared_tmpdir(comm, workdir) as tmp:
+        data = Path(tmp) / "data.h5"
+        if rank == 0:
+            from .simulate import simulate
+            simulate(case.model, data, progress=False, **case.simulate)
+        if comm is not None:
+            comm.Barrier()
         settings = json.loads(json.dumps(case.settings))
         settings["dataset"] = {"path": str(data)}
-        settings["optimization"]["n_epochs"] = n_epochs
+        # one epoch more than timed: the results written after the last epoch are not timed
+        settings["optimization"]["n_epochs"] = n_epochs + 1
         settings["execution"] = {"backend": backend, "device": device, "threads": threads,
                                  "engine": engine, "mode": mode}
         settings["output"] = {"folder": str(Path(tmp) / "out"), "progress": False,
                               "store_checkpoint": False, "preview_every_epochs": 10 ** 6,
                               "preview_every_minutes": 10 ** 6}
-        times = []
+        times, comm_times = [], []
         with _client(engine, n_workers) as client:
             kw = {"client": client} if client is not None else {}
             with make_reconstruction(settings, **kw) as rec, PeakRSS() as mem:
                 for _ in range(n_epochs):
+                    c0 = getattr(rec, "comm_seconds", 0.0)
                     t0 = time.perf_counter()
                     rec.run(1)
                     times.append(time.perf_counter() - t0)
+                    comm_times.append(getattr(rec, "comm_seconds", 0.0) - c0)
                 final_loss = rec.history[-1][2]
                 n_batches = len(rec.history) // n_epochs
-            peak_mb = mem.peak_mb if client is None else max(
-                client.run(PeakRSS.rss).values()) / 2 ** 20
+            if client is not None:
+                peak_mb = max(client.run(PeakRSS.rss).values()) / 2 ** 20
+            else:
+                peak_mb = mem.peak_mb
     steady = times[1:] or times
+    steady_comm = comm_times[1:] or comm_times
+    comm_share = sum(steady_comm) / sum(steady)
+    if comm is not None:  # the slowest rank's view
+        peak_mb = comm.allreduce(peak_mb, op=_mpi_max())
+        comm_share = comm.allreduce(comm_share, op=_mpi_max())
+        n_workers = comm.Get_size()
+    label = "local" if engine == "local" else f"{engine}-{n_workers}"
     return {"case": case.name, "description": case.description, "backend": backend,
-            "device": device, "threads": threads, "engine": engine if engine == "local" else
-            f"dask-{n_workers}", "mode": mode, "epochs": n_epochs,
-            "batches_per_epoch": n_batches, "s_per_epoch": statistics.median(steady),
-            "first_epoch_s": times[0], "peak_rss_mb": peak_mb, "final_loss": final_loss}
+            "device": device, "threads": threads, "engine": label, "mode": mode,
+            "epochs": n_epochs, "batches_per_epoch": n_batches,
+            "s_per_epoch": statistics.median(steady), "first_epoch_s": times[0],
+            "comm_share": comm_share if engine == "mpi" else None,
+            "peak_rss_mb": peak_mb, "final_loss": final_loss}
+
+
+class _shared_tmpdir:
+    """A temporary folder; under MPI rank 0 makes it, every rank gets its path."""
+
+    def __init__(self, comm, workdir) -> None:
+        self.comm, self.workdir, self._tmp = comm, workdir, None
+
+    def __enter__(self) -> str:
+        rank = self.comm.Get_rank() if self.comm is not None else 0
+        path = None
+        if rank == 0:
+            self._tmp = tempfile.TemporaryDirectory(dir=self.workdir)
+            path = self._tmp.name
+        return self.comm.bcast(path, root=0) if self.comm is not None else path
+
+    def __exit__(self, *exc) -> None:
+        if self.comm is not None:
+            self.comm.Barrier()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _mpi_max():
+    from mpi4py import MPI
+    return MPI.MAX
 
 
 class _client:
@@ -146,20 +195,26 @@ class _client:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = f"{'case':<5} {'engine':<7} {'mode':<4} {'backend':<9} {'device':<7} {'thr':>3} {'epochs':>6} " \
-           f"{'s/epoch':>9} {'1st epoch s':>11} {'peak MB':>8} {'final loss':>11}"
+           f"{'s/epoch':>9} {'1st epoch s':>11} {'comm':>5} {'peak MB':>8} {'final loss':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['case']:<5} {r['engine']:<7} {r['mode']:<4} {r['backend']:<9} "
                      f"{r['device']:<7} {r['threads']:>3} "
                      f"{r['epochs']:>6} {r['s_per_epoch']:>9.3f} {r['first_epoch_s']:>11.3f} "
+                     f"{_share(r.get('comm_share')):>5} "
                      f"{r['peak_rss_mb']:>8.0f} {r['final_loss']:>11.4g}")
     return "\n".join(lines)
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def run_bench(cases: list[str], *, n_epochs: int = 3, backends: tuple[str, ...] = ("torch",),
               device: str = "cpu", threads: int = 1, json_path: Path | None = None,
               engines: tuple[str, ...] = ("local",), mode: str = "dp") -> list[dict[str, Any]]:
-    """Run the cases; ``engines`` entries: "local", "dask-1", "dask-2", ... (workers)."""
+    """Run the cases; ``engines`` entries: "local", "dask-1", "dask-2", ... (workers), or
+    "mpi" (run under ``mpiexec -n N``; every rank calls this, rank 0 writes the JSON)."""
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         raise ValueError(f"unknown bench case(s) {unknown}; known: {sorted(CASES)}")
@@ -168,12 +223,16 @@ def run_bench(cases: list[str], *, n_epochs: int = 3, backends: tuple[str, ...] 
         for b in backends:
             for e in engines:
                 name, _, n = e.partition("-")
-                if name not in ("local", "dask") or (name == "dask" and not n.isdigit()):
-                    raise ValueError(f"engine must be 'local' or 'dask-N', got {e!r}")
+                if not (e in ("local", "mpi") or (name == "dask" and n.isdigit())):
+                    raise ValueError(f"engine must be 'local', 'dask-N' or 'mpi', got {e!r}")
                 rows.append(run_case(CASES[c], n_epochs=n_epochs, backend=b, device=device,
                                      threads=threads, engine=name, n_workers=int(n or 1),
                                      mode=mode))
-    if json_path is not None:
+    rank = 0
+    if "mpi" in engines:
+        from .execution.comm import get_comm
+        rank = get_comm().Get_rank()
+    if json_path is not None and rank == 0:
         from .outputs import atomic_write_text
         atomic_write_text(Path(json_path), json.dumps(rows, indent=2))
     return rows

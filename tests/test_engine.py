@@ -210,9 +210,11 @@ def test_ifft_probe_streams_the_mean_pattern(small_2d, tmp_path, monkeypatch):
     assert calls and all(c[0] == rec.problem.n_tiles for c in calls)
 
 
-def test_other_engines_are_refused_until_available(small_2d, tmp_path):
+def test_engines_are_picked_by_make_reconstruction(small_2d, tmp_path):
     s = small_settings(small_2d, tmp_path / "x", execution={"engine": "mpi"})
-    with pytest.raises(ConfigError, match="not available yet"):
-        make_reconstruction(s)
     with pytest.raises(ConfigError, match="picks the engine"):
         Reconstruction(s)
+    s["execution"]["engine"] = "slurm"
+    with pytest.raises(ConfigError, match="engine"):
+        make_reconstruction(s)
+    assert not (tmp_path / "x").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -40,10 +41,27 @@ def reconstruct(config: Path, overrides: tuple[str, ...], resume: bool, quiet: b
     if quiet:
         extra.append("output.progress=false")
     settings = read_toml(config, list(overrides) + extra)
-    with make_reconstruction(settings) as rec:
-        result = rec.run()
-    click.echo(f"object: {result.output_folder / 'object.zarr'}")
-    click.echo(f"final loss: {result.final_loss:.6g} after {result.epochs} epochs")
+    with _abort_all_ranks_on_error(settings.execution.engine):
+        with make_reconstruction(settings) as rec:
+            result = rec.run()
+        if getattr(rec, "rank", 0) == 0:
+            click.echo(f"object: {result.output_folder / 'object.zarr'}")
+            click.echo(f"final loss: {result.final_loss:.6g} after {result.epochs} epochs")
+
+
+@contextmanager
+def _abort_all_ranks_on_error(engine: str):
+    """Under ``mpiexec`` an error on one rank stops every rank (no rank left waiting)."""
+    try:
+        yield
+    except Exception as err:
+        if engine == "mpi":
+            from ..execution.comm import get_comm
+            comm = get_comm()
+            if comm.Get_size() > 1:
+                click.echo(f"daskorym: error on rank {comm.Get_rank()}: {err}", err=True)
+                comm.Abort(1)
+        raise
 
 
 def _toml(v) -> str:
@@ -60,7 +78,8 @@ def _toml(v) -> str:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--engine", "engines", multiple=True,
-              help="local or dask-N (N workers); repeatable (default local).")
+              help="local, dask-N (N workers) or mpi (under mpiexec -n N); repeatable "
+                   "(default local).")
 @click.option("--mode", default="dp", type=click.Choice(["dp", "do", "h5"]), show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")
 def bench(cases, n_epochs, backends, device, threads, engines, mode, json_path) -> None:
@@ -71,6 +90,10 @@ def bench(cases, n_epochs, backends, device, threads, engines, mode, json_path) 
     rows = run_bench(names, n_epochs=n_epochs, backends=tuple(backends) or ("torch",),
                      device=device, threads=threads, json_path=json_path,
                      engines=tuple(engines) or ("local",), mode=mode)
+    if "mpi" in engines:
+        from ..execution.comm import get_comm
+        if get_comm().Get_rank() != 0:
+            return
     for name in names:
         click.echo(f"{name}: {CASES[name].description}")
     click.echo(format_table(rows))

@@ -73,7 +73,7 @@ class Reconstruction:
         self.problem: Problem = build_problem(s, inputs)
         self.be = get_backend(s.execution.backend, s.execution.precision, s.execution.device)
         self.be.set_threads(s.execution.threads)
-        self.out = OutputFolder(s.output.folder, resume=s.output.resume)
+        self.out = self._make_output()
         self.params: dict[str, RefinableParameter] = self._make_parameters()
         self.epoch = 0
         self.next_batch = 0
@@ -131,6 +131,11 @@ class Reconstruction:
             p.optimizer = opt
             p.state = opt.init_state(p.value.shape, p.value.dtype)
         return params
+
+    def _make_output(self):
+        """The output folder (checked: never another run's results without resume)."""
+        s = self.settings
+        return OutputFolder(s.output.folder, resume=s.output.resume)
 
     def _setup_engine(self) -> None:
         """Engine-specific set-up after the parameters exist (none on one machine)."""
@@ -195,7 +200,15 @@ class Reconstruction:
                                   rot.dtype, prob.vacuum)
         return tb, kp, wrt
 
-    def _evaluate(self, spec: BatchSpec, wrt_names: list[str] | None = None):
+    def _n_pix(self, n_tiles: int) -> int:
+        """Detector pixels compared for ``n_tiles`` tiles (the loss is their mean)."""
+        prob = self.problem
+        per_tile = int(np.prod(prob.geometry.det_shape)) if prob.mask is None \
+            else int(np.sum(prob.mask))
+        return per_tile * int(n_tiles)
+
+    def _evaluate(self, spec: BatchSpec, wrt_names: list[str] | None = None,
+                  n_pix: int | None = None):
         """Mean loss of a minibatch and the kernel's gradients ``(loss, grads, tile batch)``.
 
         ``wrt_names`` overrides the kernel inputs differentiated (default: those due now).
@@ -205,9 +218,7 @@ class Reconstruction:
         if wrt_names is not None:
             wrt = [k for k in wrt_names if k in kp]
         measured = prob.measured(spec.i_theta, spec.tiles)
-        per_tile = int(np.prod(prob.geometry.det_shape)) if prob.mask is None \
-            else int(np.sum(prob.mask))
-        n_pix = per_tile * len(spec.tiles)
+        n_pix = n_pix or self._n_pix(len(spec.tiles))
 
         def f(q):
             return prob.model.tile_loss(be, q, tb, measured, prob.loss, prob.mask)[0] / n_pix
@@ -338,7 +349,7 @@ class Reconstruction:
             if show:
                 tqdm.write(f"epoch {self.epoch}/{target}: loss {self.history[-1][2]:.6g}, "
                            f"{time.perf_counter() - t_epoch:.2f} s")
-            if self._previews.due(self.epoch, time.monotonic()) or self.epoch == self.n_epochs:
+            if self._outputs_due():
                 self.write_outputs()
         if s.output.store_checkpoint:
             self.checkpoint()
@@ -347,6 +358,10 @@ class Reconstruction:
             tqdm.write(f"done: {self.epoch} epochs, final loss {result.final_loss:.6g}, "
                        f"{self._seconds:.1f} s computing; results in {self.out.path}")
         return result
+
+    def _outputs_due(self) -> bool:
+        """Whether results and previews are written after this epoch."""
+        return self._previews.due(self.epoch, time.monotonic()) or self.epoch == self.n_epochs
 
     def summary(self) -> str:
         prob, s = self.problem, self.settings

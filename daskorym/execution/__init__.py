@@ -21,7 +21,11 @@ def make_reconstruction(settings, inputs=None, **engine_options):
             return DaskH5Reconstruction(s, inputs, **engine_options)
         from .dask_engine import DaskReconstruction
         return DaskReconstruction(s, inputs, **engine_options)
-    raise ConfigError(f"execution.engine = {engine!r} is not available yet; use 'local' or 'dask'")
+    if engine == "mpi":
+        from .mpi_engine import MPIReconstruction
+        return MPIReconstruction(s, inputs, **engine_options)
+    raise ConfigError(f"execution.engine = {engine!r} is not available; use 'local', 'dask' "
+                      f"or 'mpi'")
 
 
 __all__ = ["make_reconstruction"]

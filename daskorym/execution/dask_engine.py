@@ -143,11 +143,9 @@ class DaskReconstruction(Reconstruction):
         c, prob = self.client, self.problem
         kp, wrt = self._small_inputs(spec)
         measured = prob.measured(spec.i_theta, spec.tiles)
-        per_tile = int(np.prod(prob.geometry.det_shape)) if prob.mask is None \
-            else int(np.sum(prob.mask))
         s = self.settings.execution
         job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
-                              per_tile * len(spec.tiles))
+                              self._n_pix(len(spec.tiles)))
         rot = self._rotated_futures(spec.i_theta)
         positions = self.params["probe_pos"].value[spec.i_theta]
         index = {int(t): k for k, t in enumerate(spec.tiles)}
