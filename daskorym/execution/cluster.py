@@ -19,12 +19,18 @@ def worker_environment(threads: int = 1) -> dict[str, str]:
     return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
 
 
+# The worker's statistical profiler samples every thread's stack every 10 ms, taking the GIL
+# from the kernel's many small torch calls; off for daskorym's workers.
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+
+
 def make_local_cluster(n_workers: int, threads: int = 1, memory_limit="auto", **kw):
     """A ``LocalCluster`` of single-threaded worker processes with :func:`worker_environment`."""
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(threads)}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(threads),
+                          **WORKER_CONFIG}):
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                             dashboard_address=":0", memory_limit=memory_limit, **kw)
 
