@@ -62,7 +62,6 @@ class Reconstruction:
     """
 
     engine = "local"
-    loss_lag = 0  # minibatches an engine may run ahead of reading their loss back
 
     def __init__(self, settings: Settings | dict, inputs: InMemoryInputs | None = None) -> None:
         self.settings = settings if isinstance(settings, Settings) else load_settings(settings)
@@ -86,8 +85,6 @@ class Reconstruction:
         self._rot_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self._reg_value = 0.0
         self._seconds = 0.0
-        self._unrecorded: list[tuple] = []  # (epoch, batch, loss or pending loss, start)
-        self._recorded_at = 0.0
         self._previews = PreviewSchedule(s.output.preview_every_epochs,
                                          s.output.preview_every_minutes)
         self._setup_engine()
@@ -337,14 +334,15 @@ class Reconstruction:
             for k in range(self.next_batch, len(batches)):
                 t0 = time.perf_counter()
                 loss = self._run_batch(batches[k])
-                self._unrecorded.append((self.epoch, k, loss, t0))
-                self._record_losses(bar, keep=self.loss_lag)
+                dt = time.perf_counter() - t0
+                self._seconds += dt
+                self.history.append((self.epoch, k, loss, dt))
+                self.out.append_loss(self.epoch, k, loss, dt)
                 self.next_batch = k + 1
                 bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}")
                 if s.output.store_checkpoint and self.i_batch % s.output.n_batch_per_checkpoint == 0:
-                    self._record_losses(bar)
                     self.checkpoint()
-            self._record_losses(bar)
             bar.close()
             self.epoch += 1
             self.next_batch = 0
@@ -360,25 +358,6 @@ class Reconstruction:
             tqdm.write(f"done: {self.epoch} epochs, final loss {result.final_loss:.6g}, "
                        f"{self._seconds:.1f} s computing; results in {self.out.path}")
         return result
-
-    def _record_losses(self, bar=None, keep: int = 0) -> None:
-        """Write the losses of finished minibatches to the history and ``loss.csv``.
-
-        An engine may return a loss still being computed (an object with ``result()``, e.g.
-        a Dask future) so that it can submit the next minibatches before this one ends;
-        all but the last ``keep`` such losses are read back here, in order.
-        """
-        while len(self._unrecorded) > keep:
-            epoch, k, loss, t0 = self._unrecorded.pop(0)
-            loss = float(loss.result()) if hasattr(loss, "result") else float(loss)
-            now = time.perf_counter()  # seconds: from its start (or the previous one's end)
-            dt = now - max(t0, self._recorded_at)
-            self._recorded_at = now
-            self._seconds += dt
-            self.history.append((epoch, k, loss, dt))
-            self.out.append_loss(epoch, k, loss, dt)
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss:.4g}")
 
     def _outputs_due(self) -> bool:
         """Whether results and previews are written after this epoch."""

@@ -47,7 +47,6 @@ class DaskReconstruction(Reconstruction):
     """
 
     engine = "dask"
-    loss_lag = 2  # minibatches submitted ahead of the loss read back (see Reconstruction.run)
 
     def __init__(self, settings, inputs=None, *, client=None, slab_height: int | None = None):
         self._client_arg = client
@@ -166,21 +165,18 @@ class DaskReconstruction(Reconstruction):
             if "obj" in wrt:
                 for i in sorted({i for reg, _, _ in parts for i in self._slabs_under(reg)}):
                     self._submit_add(i, res)
-        small = [p for p in self.params.values() if p.kernel_key in wrt and p.name != "object"]
-        if small:  # the client updates them now: wait for this minibatch
-            shares = c.gather([c.submit(tasks.small_grads, r) for r, _ in results])
-            loss = float(sum(v for v, _ in shares))
-            for p in small:
+        shares = c.gather([c.submit(tasks.small_grads, r) for r, _ in results])
+        loss = float(sum(v for v, _ in shares))
+        for p in self.params.values():
+            if p.kernel_key in wrt and p.name != "object":
                 p.apply(p.full_gradient(self._sum_small(p.kernel_key, shares, results, spec),
                                         spec))
-        else:  # only the object: no need to wait; the loop reads the loss a few batches later
-            loss = c.submit(tasks.total_loss, *[r for r, _ in results], pure=False)
         if "obj" in wrt:
             self._pending += 1
         if self._pending and self._object_update_due(spec):
             self._update_object(spec)
         self.i_batch += 1
-        return loss  # regularizers are refused in this engine: no regularizer value to add
+        return loss + self._reg_value
 
     @staticmethod
     def _sum_small(key: str, shares, results, spec: BatchSpec) -> np.ndarray:

@@ -101,11 +101,6 @@ def small_grads(result: dict[str, Any]) -> tuple[float, dict[str, np.ndarray]]:
     return result["loss"], {k: v for k, v in result["grads"].items() if k != "obj"}
 
 
-def total_loss(*results: dict[str, Any]) -> float:
-    """The minibatch loss: the sum of the gradient tasks' loss shares."""
-    return float(sum(r["loss"] for r in results))
-
-
 def add_object_grad(grad_slab: np.ndarray, y0: int, result: dict[str, Any]) -> np.ndarray:
     """``grad_slab += `` the rows of the task's object gradient falling in this slab."""
     g = result["grads"].get("obj")
