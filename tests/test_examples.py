@@ -12,19 +12,23 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _run(script: str, tmp_path: Path) -> str:
+def _run(script: str, tmp_path: Path, *extra: str) -> str:
     out = subprocess.run([sys.executable, str(EXAMPLES / script), "--quick", "--out",
-                          str(tmp_path / "ex")], capture_output=True, text=True, timeout=600)
+                          str(tmp_path / "ex"), *extra], capture_output=True, text=True,
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "results in" in out.stdout
     return out.stdout
 
 
-def test_ptycho2d_quick(tmp_path):
-    stdout = _run("ptycho2d.py", tmp_path)
+@pytest.mark.parametrize("engine", [[], ["--engine", "dask", "--workers", "2"]],
+                         ids=["local", "dask-2"])
+def test_ptycho2d_quick(tmp_path, engine):
+    stdout = _run("ptycho2d.py", tmp_path, *engine)
     ratio = float(re.search(r"ratio ([0-9.]+)", stdout).group(1))
     print(stdout)
     assert ratio < 0.6
+    assert f"on engine {engine[1] if engine else 'local'}" in stdout
     assert (tmp_path / "ex" / "recon" / "object.zarr").exists()
 
 
