@@ -93,7 +93,7 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
     ``comm_share`` is the largest rank's share of time in MPI collectives.
     """
     from .execution import make_reconstruction
-    from .execution.comm import get_comm
+    from .execution.comm import get_comm, max_op
 
     comm = get_comm() if engine == "mpi" else None
     rank = comm.Get_rank() if comm is not None else 0
@@ -133,8 +133,8 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
     steady_comm = comm_times[1:] or comm_times
     comm_share = sum(steady_comm) / sum(steady)
     if comm is not None:  # the slowest rank's view
-        peak_mb = comm.allreduce(peak_mb, op=_mpi_max())
-        comm_share = comm.allreduce(comm_share, op=_mpi_max())
+        peak_mb = comm.allreduce(peak_mb, op=max_op())
+        comm_share = comm.allreduce(comm_share, op=max_op())
         n_workers = comm.Get_size()
     label = "local" if engine == "local" else f"{engine}-{n_workers}"
     return {"case": case.name, "description": case.description, "backend": backend,
@@ -164,11 +164,6 @@ class _shared_tmpdir:
             self.comm.Barrier()
         if self._tmp is not None:
             self._tmp.cleanup()
-
-
-def _mpi_max():
-    from mpi4py import MPI
-    return MPI.MAX
 
 
 class _client:

@@ -120,7 +120,7 @@ def alltoallv(comm, send: list[list[np.ndarray]], expected: list[list[tuple]], d
     flat_recv = [np.empty(n, dtype) for n in recv_counts]
     per_round = max(1, MAX_MESSAGE_BYTES // dtype.itemsize)
     longest = max([b.size for b in flat_send] + recv_counts + [0])
-    n_rounds = int(comm.allreduce(-(-longest // per_round) if longest else 0, op=_max_op()))
+    n_rounds = int(comm.allreduce(-(-longest // per_round) if longest else 0, op=max_op()))
     mtype = mpi_datatype(dtype)
     for r in range(n_rounds):
         lo, hi = r * per_round, (r + 1) * per_round
@@ -149,7 +149,8 @@ def _displs(counts: list[int]) -> list[int]:
     return [int(v) for v in np.concatenate([[0], np.cumsum(counts)[:-1]])] if counts else []
 
 
-def _max_op():
+def max_op():
+    """``MPI.MAX`` (``None`` without mpi4py: the null communicator ignores ``op``)."""
     try:
         from mpi4py import MPI
     except ImportError:

@@ -29,8 +29,9 @@ import numpy as np
 from ..config import ConfigError, Settings, load_settings
 from ..engine.loop import Reconstruction
 from ..engine.schedule import BatchSpec
+from ..physics import add_region
 from . import tasks
-from .comm import TimedComm, alltoallv, get_comm
+from .comm import TimedComm, alltoallv, get_comm, mpi_datatype
 
 
 class _RankOutput:
@@ -92,11 +93,16 @@ class MPIReconstruction(Reconstruction):
         edges = np.cumsum([0] + [len(a) for a in np.array_split(np.arange(ly), self.size)])
         self.bounds = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
         self.y0, self.y1 = self.bounds[self.rank]
-        if mode in ("do", "h5"):
-            self._slabs = _SlabStorage.create(self, obj.value, obj.state)
-            obj.value = None  # each rank keeps only its rows
-            obj.state = {}
+        self._slabs = None
+        if mode in ("do", "h5") and not self.settings.output.resume:
+            self._keep_own_rows()  # on resume, from the checkpoint (see _restore)
         self._rot_slab = None
+
+    def _keep_own_rows(self) -> None:
+        """Move this rank's rows of the object and its optimizer state to slab storage."""
+        obj = self.params["object"]
+        self._slabs = _SlabStorage.create(self, obj.value, obj.state)
+        obj.value, obj.state = None, {}
 
     @property
     def comm_seconds(self) -> float:
@@ -127,17 +133,19 @@ class MPIReconstruction(Reconstruction):
         row = int(np.prod(shape[1:]))
         counts = [(b - a) * row for a, b in self.bounds]
         out = np.empty(shape, rows.dtype)
-        self.comm.Allgatherv(np.ascontiguousarray(rows), [out, counts, None, _mpi_type(rows)])
+        self.comm.Allgatherv(np.ascontiguousarray(rows),
+                             [out, counts, None, mpi_datatype(rows.dtype)])
         return out
 
     # ------------------------------------------------------------------ one batch
-    def _my_group(self, spec: BatchSpec) -> tuple[list[np.ndarray], np.ndarray]:
+    def _my_group(self, spec: BatchSpec) -> tuple[list[np.ndarray], np.ndarray, int]:
+        """Every rank's tiles of the minibatch, this rank's, and where they start in it."""
         groups = np.array_split(np.asarray(spec.tiles), self.size)
-        return groups, groups[self.rank]
+        return groups, groups[self.rank], sum(len(g) for g in groups[:self.rank])
 
     def _run_batch(self, spec: BatchSpec) -> float:
         mode = self.settings.execution.mode
-        groups, mine = self._my_group(spec)
+        groups, mine, offset = self._my_group(spec)
         n_pix = self._n_pix(len(spec.tiles))
         sub = BatchSpec(spec.i_theta, mine, spec.last_of_angle)
         kp, wrt = self._small_inputs(spec)
@@ -145,13 +153,12 @@ class MPIReconstruction(Reconstruction):
             if mode == "dp":
                 loss, grads, tb = self._evaluate(sub, wrt, n_pix)
             else:
-                loss, grads, tb = self._evaluate_distributed(spec, groups, wrt, n_pix)
+                loss, grads, tb = self._evaluate_distributed(spec, groups, offset, kp, wrt, n_pix)
         else:
             loss, grads, tb = 0.0, {}, None
             if mode != "dp":
-                self._evaluate_distributed(spec, groups, wrt, n_pix)
+                self._evaluate_distributed(spec, groups, offset, kp, wrt, n_pix)
         loss = self._allreduce_scalar(loss)
-        offset = sum(len(g) for g in groups[:self.rank])
         for p in self.params.values():
             if p.kernel_key in wrt and p.name != "object":
                 g = self._reduce_small(p.kernel_key, grads, kp, offset, len(mine))
@@ -161,7 +168,8 @@ class MPIReconstruction(Reconstruction):
                 if self._grad_rot is None:
                     self._grad_rot = np.zeros_like(self.params["object"].value)
                 if tb is not None:
-                    tb.add_chunk_to(lambda r, a: _add(self._grad_rot, r, a), grads["obj"])
+                    tb.add_chunk_to(lambda r, a: add_region(self._grad_rot, r, a),
+                                    grads["obj"])
             self._pending += 1
         if self._pending and self._object_update_due(spec):
             self._update_object(spec)
@@ -199,11 +207,15 @@ class MPIReconstruction(Reconstruction):
         return [self.problem.model.plan_batch(spec.i_theta, g, positions[g]) if len(g) else None
                 for g in groups]
 
-    def _evaluate_distributed(self, spec, groups, wrt, n_pix):
-        """Assemble this rank's chunk from the owners (Alltoallv), evaluate, send gradients back."""
+    def _evaluate_distributed(self, spec, groups, offset, kp, wrt, n_pix):
+        """Assemble this rank's chunk from the owners (Alltoallv), evaluate, send gradients back.
+
+        The chunk is assembled and evaluated by the Dask engine's gradient task (the same
+        function on this rank's pieces).
+        """
         plans = self._plans(spec, groups)
         rot = self._rotated_slab(spec.i_theta)
-        fill = self.problem.vacuum
+        prob, fill = self.problem, self.problem.vacuum
         lz_c = rot.shape[2:]
         send = [[tasks.cut_piece(rot, self.y0, reg, fill)[1] for reg, _, _ in plan.parts()]
                 if plan is not None else [] for plan in plans]
@@ -212,18 +224,19 @@ class MPIReconstruction(Reconstruction):
         result = (0.0, {}, None)
         tb = plans[self.rank]
         if tb is not None:
-            parts = tb.parts()
-            assembled = {}
-            for k, (reg, _, _) in enumerate(parts):
-                pieces = []
-                for owner in range(self.size):
-                    a, b = self.bounds[owner]
-                    ya = max(a, reg.y0)
-                    if received[owner][k].shape[0]:
-                        pieces.append((ya - reg.y0, received[owner][k]))
-                assembled[id(reg)] = tasks.assemble(reg, pieces, lz_c, fill, rot.dtype)
-            chunk = tb.chunk_from(lambda r: assembled[id(r)], lz_c, rot.dtype, fill)
-            result = self._evaluate_chunk(spec.i_theta, tb, chunk, wrt, n_pix)
+            part_pieces = [[(max(a, reg.y0) - reg.y0, received[owner][k])
+                            for owner, (a, _) in enumerate(self.bounds)
+                            if received[owner][k].shape[0]]
+                           for k, (reg, _, _) in enumerate(tb.parts())]
+            small = {k: (v[offset:offset + len(tb.tiles)] if k == "pos_px" else v)
+                     for k, v in kp.items()}
+            s = self.settings.execution
+            job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
+                                  n_pix)
+            out = tasks.gradient_task(prob.model, job, tb, part_pieces, fill, small,
+                                      prob.measured(spec.i_theta, tb.tiles), prob.loss,
+                                      prob.mask)
+            result = (out["loss"], out["grads"], tb)
         if "obj" in wrt:
             self._return_gradient(plans, result)
         return result
@@ -236,22 +249,6 @@ class MPIReconstruction(Reconstruction):
         return [(max(0, min(b, reg.y0 + reg.ny) - max(a, reg.y0)), reg.nx) + tuple(lz_c)
                 for reg, _, _ in plan.parts()]
 
-    def _evaluate_chunk(self, i_theta, tb, chunk, wrt, n_pix):
-        prob, be = self.problem, self.be
-        kp, _ = self._small_inputs(BatchSpec(i_theta, tb.tiles, False))
-        kp["obj"] = chunk
-        measured = prob.measured(i_theta, tb.tiles)
-
-        def f(q):
-            return prob.model.tile_loss(be, q, tb, measured, prob.loss, prob.mask)[0] / n_pix
-
-        wrt = [k for k in wrt if k in kp]
-        if wrt:
-            loss, grads = be.value_and_grad(f, kp, wrt)
-        else:
-            loss, grads = float(be.evaluate(f, kp)), {}
-        return loss, grads, tb
-
     def _return_gradient(self, plans, result) -> None:
         _, grads, tb = result
         lz_c = tuple(self.problem.geometry.obj_shape[2:]) + (2,)
@@ -263,7 +260,7 @@ class MPIReconstruction(Reconstruction):
                     ya, yb = max(a, reg.y0), min(b, reg.y0 + reg.ny)
                     rows = max(yb - ya, 0)
                     send[owner].append(g[r0 + ya - reg.y0:r0 + ya - reg.y0 + rows,
-                                         c0:c0 + reg.nx].astype(g.dtype, copy=False))
+                                         c0:c0 + reg.nx])
         expected = [self._piece_shapes(plans[src], self.rank, lz_c) for src in range(self.size)]
         received = alltoallv(self.comm, send, expected, np.dtype(self.be.np_real))
         grad = self._slabs.read("grad")
@@ -271,8 +268,7 @@ class MPIReconstruction(Reconstruction):
             plan = plans[src]
             if plan is None:
                 continue
-            parts = [(reg, 0, 0) for reg, _, _ in plan.parts()]
-            for (reg, _, _), piece in zip(parts, received[src]):
+            for (reg, _, _), piece in zip(plan.parts(), received[src]):
                 if piece.shape[0]:
                     ya = max(self.y0, reg.y0)
                     sub = {"grads": {"obj": piece},
@@ -320,19 +316,12 @@ class MPIReconstruction(Reconstruction):
             obj.value, obj.state, self._grad_rot = None, {}, None
 
     def _restore(self) -> None:
-        distributed = self.settings.execution.mode != "dp"
-        obj = self.params["object"]
-        if distributed:  # the checkpoint holds the whole object; each rank keeps its rows
-            shape = tuple(self.problem.geometry.obj_shape) + (2,)
-            obj.value = np.empty(shape, self._slabs.read("obj").dtype)
-            obj.state = {k: None for k in self._slabs.state_keys}
-        super()._restore()
-        if distributed:
-            self._slabs.close()
-            self._slabs = _SlabStorage.create(self, obj.value, obj.state)
+        super()._restore()  # the whole object from the checkpoint; each rank keeps its rows
+        if self.settings.execution.mode != "dp":
+            self._keep_own_rows()
             if self._pending:
                 self._slabs.write("grad", self._grad_rot[self.y0:self.y1])
-            obj.value, obj.state = None, {}
+                self._grad_rot = None
 
     def write_outputs(self) -> None:
         self._gathered = self.object if self.settings.execution.mode != "dp" else None
@@ -348,16 +337,6 @@ class MPIReconstruction(Reconstruction):
             return super().result()
         finally:
             self._gathered = None
-
-
-def _add(target: np.ndarray, region, values: np.ndarray) -> None:
-    from ..physics import add_region
-    add_region(target, region, values)
-
-
-def _mpi_type(arr: np.ndarray):
-    from .comm import mpi_datatype
-    return mpi_datatype(arr.dtype)
 
 
 class _SlabStorage:
