@@ -82,6 +82,7 @@ class Reconstruction:
         self._grad_rot: np.ndarray | None = None
         self._pending = 0
         self._obj_version = 0
+        self._next_spec: BatchSpec | None = None
         self._rot_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self._reg_value = 0.0
         self._seconds = 0.0
@@ -333,6 +334,8 @@ class Reconstruction:
                        desc=f"epoch {self.epoch + 1}/{target}", unit="batch", leave=False)
             for k in range(self.next_batch, len(batches)):
                 t0 = time.perf_counter()
+                # engines that work ahead (the Dask engine's rotations) look at the next batch
+                self._next_spec = batches[k + 1] if k + 1 < len(batches) else None
                 loss = self._run_batch(batches[k])
                 dt = time.perf_counter() - t0
                 self._seconds += dt

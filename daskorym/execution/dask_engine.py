@@ -23,7 +23,6 @@ with slabs in Zarr files (see :mod:`daskorym.execution.h5`).
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
@@ -79,22 +78,27 @@ class DaskReconstruction(Reconstruction):
         self._resources = {"resources": {"GPU": 1}} if s.execution.gpu_tasks else {}
         self._scatter_object(obj.value, obj.state)
         self._rot: tuple[Any, list] | None = None
+        self._readers: list[list] = [[] for _ in self.bounds]
 
-    def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray]) -> None:
+    def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray],
+                        grad: np.ndarray | None = None) -> None:
+        """One :class:`~.tasks.SlabRecord` (object, optimizer state, gradient) per owner."""
         c = self.client
-        self._obj = [c.scatter(value[a:b], workers=[w]) for (a, b), w in zip(self.bounds, self.owners)]
-        self._state = [c.scatter({k: v[a:b] for k, v in state.items()}, workers=[w])
-                       for (a, b), w in zip(self.bounds, self.owners)]
-        self._grad = [c.submit(np.zeros_like, f, workers=[w], pure=False)
-                      for f, w in zip(self._obj, self.owners)]
+        self._slab = [c.scatter(tasks.SlabRecord(value[a:b], {k: v[a:b] for k, v in state.items()},
+                                                 np.zeros_like(value[a:b]) if grad is None
+                                                 else grad[a:b]), workers=[w])
+                      for (a, b), w in zip(self.bounds, self.owners)]
+
+    def _records(self) -> list[tasks.SlabRecord]:
+        return self.client.gather(self._slab)
 
     @property
     def object(self) -> np.ndarray:
-        return np.concatenate(self.client.gather(self._obj))
+        return np.concatenate([r.obj for r in self._records()])
 
     def close(self) -> None:
         super().close()
-        self._obj, self._grad, self._state, self._rot = [], [], [], None
+        self._slab, self._rot = [], None
         self._model_f = None  # release our data before a cluster we made goes away
         client = getattr(self, "client", None)
         if client is not None and self._cluster is not None:
@@ -105,31 +109,30 @@ class DaskReconstruction(Reconstruction):
     def _rotated_futures(self, i_theta: int) -> list:
         theta = float(self.problem.theta_rad[i_theta])
         if theta == 0.0:
-            return self._obj
+            return self._slab  # cut_piece reads the records' object slabs
         key = (i_theta, self._obj_version)
         if self._rot is None or self._rot[0] != key:
             self._rot = (key, [self._submit_rotate(i, theta) for i in range(len(self.bounds))])
         return self._rot[1]
 
-    # the four slab operations (overridden by the file-backed h5 mode)
+    # the slab operations (overridden by the file-backed h5 mode)
     def _submit_rotate(self, i: int, theta: float):
-        return self.client.submit(tasks.rotate_slab, self._obj[i], theta, workers=[self.owners[i]])
+        return self.client.submit(tasks.rotate_record, self._slab[i], theta,
+                                  workers=[self.owners[i]])
 
     def _submit_cut(self, i: int, rotated, region):
         return self.client.submit(tasks.cut_piece, rotated, self.bounds[i][0], region,
                                   self.problem.vacuum, workers=[self.owners[i]])
 
-    def _submit_add(self, i: int, result) -> None:
-        self._grad[i] = self.client.submit(tasks.add_object_grad, self._grad[i],
-                                           self.bounds[i][0], result, workers=[self.owners[i]])
+    def _submit_add(self, i: int, results: list) -> None:
+        self._slab[i] = self.client.submit(tasks.add_to_record, self._slab[i], self.bounds[i][0],
+                                           *results, workers=[self.owners[i]], pure=False)
 
-    def _submit_update(self, i: int, theta: float, cfg: dict, n_updates: int, cons) -> None:
-        c, w = self.client, self.owners[i]
-        res = c.submit(tasks.update_slab, self._obj[i], self._grad[i], self._state[i],
-                       theta, cfg, n_updates, cons, workers=[w], pure=False)
-        self._obj[i] = c.submit(operator.getitem, res, 0, workers=[w])
-        self._state[i] = c.submit(operator.getitem, res, 1, workers=[w])
-        self._grad[i] = c.submit(operator.getitem, res, 2, workers=[w])
+    def _submit_add_update(self, i: int, results: list, theta: float, cfg: dict,
+                           n_updates: int, cons) -> None:
+        self._slab[i] = self.client.submit(tasks.add_and_update_record, self._slab[i],
+                                           self.bounds[i][0], theta, cfg, n_updates, cons,
+                                           *results, workers=[self.owners[i]], pure=False)
 
     def _groups(self, tiles: np.ndarray) -> list[np.ndarray]:
         n = min(len(self.workers), len(tiles))
@@ -149,7 +152,7 @@ class DaskReconstruction(Reconstruction):
         rot = self._rotated_futures(spec.i_theta)
         positions = self.params["probe_pos"].value[spec.i_theta]
         index = {int(t): k for k, t in enumerate(spec.tiles)}
-        results = []
+        results, to_add = [], [[] for _ in self.bounds]
         for k, group in enumerate(self._groups(spec.tiles)):
             rows = np.array([index[int(t)] for t in group])
             tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
@@ -162,19 +165,28 @@ class DaskReconstruction(Reconstruction):
                            workers=[self.workers[k % len(self.workers)]],
                            allow_other_workers=True, **self._resources)
             results.append((res, rows))
-            if "obj" in wrt:
-                for i in sorted({i for reg, _, _ in parts for i in self._slabs_under(reg)}):
+            for i in {i for reg, _, _ in parts for i in self._slabs_under(reg)}:
+                to_add[i].append(res)
+        # the object's side first, so the owners keep working while the client waits
+        self._readers = to_add  # per slab, the gradient tasks that read it
+        if "obj" not in wrt:
+            to_add = [[] for _ in self.bounds]
+        else:
+            self._pending += 1
+        if self._pending and self._object_update_due(spec):
+            self._update_object(spec, to_add)  # gradients added and the update in one task
+        else:
+            for i, res in enumerate(to_add):
+                if res:
                     self._submit_add(i, res)
-        shares = c.gather([c.submit(tasks.small_grads, r) for r, _ in results])
+        if self._next_spec is not None and "obj" in wrt:
+            self._rotated_futures(self._next_spec.i_theta)  # queued behind the update
+        shares = c.gather([c.submit(tasks.small_grads, r, priority=1) for r, _ in results])
         loss = float(sum(v for v, _ in shares))
         for p in self.params.values():
             if p.kernel_key in wrt and p.name != "object":
                 p.apply(p.full_gradient(self._sum_small(p.kernel_key, shares, results, spec),
                                         spec))
-        if "obj" in wrt:
-            self._pending += 1
-        if self._pending and self._object_update_due(spec):
-            self._update_object(spec)
         self.i_batch += 1
         return loss + self._reg_value
 
@@ -187,14 +199,14 @@ class DaskReconstruction(Reconstruction):
             return out
         return sum(grads[key] for _, grads in shares)
 
-    def _update_object(self, spec: BatchSpec) -> None:
+    def _update_object(self, spec: BatchSpec, to_add: list[list]) -> None:
         obj = self.params["object"]
         theta = float(self.problem.theta_rad[spec.i_theta])
         g = self.problem.geometry
         cons = tasks.SlabConstraints(g.unknown_type, obj.non_negativity, obj.object_type)
         cfg = obj.optimizer.config()
         for i in range(len(self.bounds)):
-            self._submit_update(i, theta, cfg, obj.n_updates, cons)
+            self._submit_add_update(i, to_add[i], theta, cfg, obj.n_updates, cons)
         obj.n_updates += 1
         self._pending = 0
         self._obj_version += 1
@@ -202,17 +214,14 @@ class DaskReconstruction(Reconstruction):
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> None:
         obj = self.params["object"]
-        obj.value = self.object
-        states = self.client.gather(self._state)
-        obj.state = {k: np.concatenate([st[k] for st in states]) for k in obj.state}
+        records = self._records()
+        obj.value = np.concatenate([r.obj for r in records])
+        obj.state = {k: np.concatenate([r.state[k] for r in records]) for k in obj.state}
         if self._pending:
-            self._grad_rot = np.concatenate(self.client.gather(self._grad))
+            self._grad_rot = np.concatenate([r.grad for r in records])
         super().checkpoint()
 
     def _restore(self) -> None:
         super()._restore()
         obj = self.params["object"]
-        self._scatter_object(obj.value, obj.state)
-        if self._pending:
-            self._grad = [self.client.scatter(self._grad_rot[a:b], workers=[w])
-                          for (a, b), w in zip(self.bounds, self.owners)]
+        self._scatter_object(obj.value, obj.state, self._grad_rot if self._pending else None)

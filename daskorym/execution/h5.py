@@ -37,18 +37,25 @@ def cut_file_piece(path: str, i: int, region: Region, fill, *deps) -> tuple[int,
     return ya - region.y0, store.read_region(Region(ya, region.x0, yb - ya, region.nx))
 
 
-def add_file_grad(path: str, i: int, result, *deps) -> int:
-    store = _store(path)
+def _added(store: ZarrStore, i: int, results) -> np.ndarray:
+    grad = store.read_slab(i)
     y0, _ = store.slab_bounds(i)
-    store.write_slab(i, tasks.add_object_grad(store.read_slab(i), y0, result))
+    for result in results:
+        tasks.add_object_grad(grad, y0, result)
+    return grad
+
+
+def add_file_grad(path: str, i: int, results: list, *deps) -> int:
+    if results:
+        _store(path).write_slab(i, _added(_store(path), i, results))
     return i
 
 
-def update_file_slab(paths: dict[str, str], i: int, theta_rad: float, cfg: dict, n_updates: int,
-                     cons, *deps) -> int:
+def add_update_file_slab(paths: dict[str, str], i: int, results: list, theta_rad: float,
+                         cfg: dict, n_updates: int, cons, *deps) -> int:
     obj, grad = _store(paths["obj"]), _store(paths["grad"])
     state = {k: _store(p).read_slab(i) for k, p in paths.items() if k.startswith("state/")}
-    new_obj, new_state, zero = tasks.update_slab(obj.read_slab(i), grad.read_slab(i),
+    new_obj, new_state, zero = tasks.update_slab(obj.read_slab(i), _added(grad, i, results),
                                                  {k[6:]: v for k, v in state.items()},
                                                  theta_rad, cfg, n_updates, cons)
     obj.write_slab(i, new_obj)
@@ -67,7 +74,8 @@ class DaskH5Reconstruction(DaskReconstruction):
     state_*}.zarr``.
     """
 
-    def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray]) -> None:
+    def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray],
+                        grad: np.ndarray | None = None) -> None:
         work = Path(self.out.path) / "work"
         work.mkdir(exist_ok=True)
         h = self.bounds[0][1] - self.bounds[0][0]
@@ -82,21 +90,26 @@ class DaskH5Reconstruction(DaskReconstruction):
                     store.write_slab(i, value[a:b])
                 elif key.startswith("state/"):
                     store.write_slab(i, state[key[6:]][a:b])
+                elif key == "grad" and grad is not None:
+                    store.write_slab(i, grad[a:b])
             store.close()
         _store.cache_clear()
-        self._obj = [None] * len(self.bounds)  # tokens: the last task that wrote each slab
-        self._grad = [None] * len(self.bounds)
-        self._state = [None] * len(self.bounds)
+        self._slab = [None] * len(self.bounds)  # tokens: the last task that wrote each slab
+
+    def _wait(self) -> None:
+        self.client.gather([t for t in self._slab if t is not None])
 
     @property
     def object(self) -> np.ndarray:
-        self.client.gather([t for t in self._obj + self._grad if t is not None])
+        self._wait()
         with ZarrStore.open(self.paths["obj"], mode="r") as store:
             return store.read_all()
 
     def _submit_rotate(self, i, theta):
+        # after the slab's last write and after every read of the rotated file it overwrites
         return self.client.submit(rotate_file_slab, self.paths["obj"], self.paths["rot"], i,
-                                  theta, self._obj[i], workers=[self.owners[i]], pure=False)
+                                  theta, self._slab[i], *self._readers[i],
+                                  workers=[self.owners[i]], pure=False)
 
     def _rotated_futures(self, i_theta: int) -> list:
         theta = float(self.problem.theta_rad[i_theta])
@@ -110,15 +123,16 @@ class DaskH5Reconstruction(DaskReconstruction):
                                   self.problem.vacuum, rotated, workers=[self.owners[i]],
                                   pure=False)
 
-    def _submit_add(self, i, result) -> None:
-        self._grad[i] = self.client.submit(add_file_grad, self.paths["grad"], i, result,
-                                           self._grad[i], workers=[self.owners[i]], pure=False)
+    def _submit_add(self, i, results) -> None:
+        self._slab[i] = self.client.submit(add_file_grad, self.paths["grad"], i, results,
+                                           self._slab[i], workers=[self.owners[i]], pure=False)
 
-    def _submit_update(self, i, theta, cfg, n_updates, cons) -> None:
-        deps = (self._obj[i], self._grad[i], self._rot[1][i] if self._rot else None)
-        token = self.client.submit(update_file_slab, self.paths, i, theta, cfg, n_updates, cons,
-                                   *deps, workers=[self.owners[i]], pure=False)
-        self._obj[i] = self._grad[i] = token
+    def _submit_add_update(self, i, results, theta, cfg, n_updates, cons) -> None:
+        # after the cuts of the rotated slab (the next rotation overwrites it)
+        deps = (self._slab[i], self._rot[1][i] if self._rot else None)
+        self._slab[i] = self.client.submit(add_update_file_slab, self.paths, i, results, theta,
+                                           cfg, n_updates, cons, *deps, workers=[self.owners[i]],
+                                           pure=False)
 
     def checkpoint(self) -> None:
         obj = self.params["object"]
@@ -132,8 +146,5 @@ class DaskH5Reconstruction(DaskReconstruction):
     def _restore(self) -> None:
         super(DaskReconstruction, self)._restore()
         obj = self.params["object"]
-        self._scatter_object(obj.value, obj.state)
-        if self._pending:
-            with ZarrStore.open(self.paths["grad"]) as store:
-                store.write_all(self._grad_rot)
+        self._scatter_object(obj.value, obj.state, self._grad_rot if self._pending else None)
 

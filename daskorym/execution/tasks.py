@@ -34,12 +34,29 @@ def rotate_slab(slab: np.ndarray, theta_rad: float) -> np.ndarray:
     return RotationOperator(slab.shape[1:3], theta_rad)(slab)
 
 
-def cut_piece(slab: np.ndarray, y0: int, region: Region, fill: tuple[float, ...]
+@dataclass
+class SlabRecord:
+    """What a slab's owner holds: the object slab, its optimizer state and the
+    gradient accumulated since the last update (rotated frame)."""
+
+    obj: np.ndarray
+    state: dict[str, np.ndarray]
+    grad: np.ndarray
+
+
+def rotate_record(record: SlabRecord, theta_rad: float) -> np.ndarray:
+    return rotate_slab(record.obj, theta_rad)
+
+
+def cut_piece(slab: np.ndarray | SlabRecord, y0: int, region: Region, fill: tuple[float, ...]
               ) -> tuple[int, np.ndarray]:
     """The rows of ``region`` inside this slab, over the region's x range (fill outside).
 
-    Returns ``(row offset in the region, piece [rows, region.nx, Lz, C])``.
+    ``slab`` is a rotated slab or, at angle 0, the owner's record.  Returns
+    ``(row offset in the region, piece [rows, region.nx, Lz, C])``.
     """
+    if isinstance(slab, SlabRecord):
+        slab = slab.obj
     h = slab.shape[0]
     ya, yb = max(y0, region.y0), min(y0 + h, region.y0 + region.ny)
     piece = np.empty((max(yb - ya, 0), region.nx) + slab.shape[2:], slab.dtype)
@@ -116,6 +133,13 @@ def add_object_grad(grad_slab: np.ndarray, y0: int, result: dict[str, Any]) -> n
     return grad_slab
 
 
+def add_to_record(record: SlabRecord, y0: int, *results: dict[str, Any]) -> SlabRecord:
+    """Add the object gradients of gradient tasks to the record's gradient slab."""
+    for result in results:
+        add_object_grad(record.grad, y0, result)
+    return record
+
+
 @dataclass(frozen=True)
 class SlabConstraints:
     unknown_type: str = "delta_beta"
@@ -137,3 +161,12 @@ def update_slab(obj_slab: np.ndarray, grad_slab: np.ndarray, state: dict[str, np
     constrain_object(obj, constraints.unknown_type, constraints.non_negativity,
                      constraints.object_type)
     return obj, new_state, np.zeros_like(grad_slab)
+
+
+def add_and_update_record(record: SlabRecord, y0: int, theta_rad: float, opt_config: dict,
+                          i_update: int, constraints: SlabConstraints,
+                          *results: dict[str, Any]) -> SlabRecord:
+    """:func:`add_to_record` then :func:`update_slab`, in one task (one hop fewer)."""
+    add_to_record(record, y0, *results)
+    return SlabRecord(*update_slab(record.obj, record.grad, record.state, theta_rad,
+                                   opt_config, i_update, constraints))
