@@ -82,6 +82,8 @@ class ModelSettings(_Group):
     safe_zone_px: int = Field(0, ge=0)
     slice_pos_cm: list[float] | None = None
     scale_ri_by_k: bool = True
+    # homogeneous object: beta = kappa * delta (kappa is the beta/delta ratio); None: independent
+    kappa: float | None = Field(None, gt=0)
 
 
 class ObjectSettings(_Group):
@@ -120,6 +122,12 @@ class ParameterSettings(_Group):
     optimize: bool = False
     optimizer: str = "adam"
     step_size: float | None = Field(None, gt=0)
+    # starting value, broadcast to the parameter's shape (None: the parameter's own default,
+    # e.g. zero offsets, the geometry's distances or slice positions)
+    initial: float | list[Any] | None = None
+    # remove the mean over angles after each update (a common shift or turn is the object's);
+    # None: the parameter's default (on for offsets, off for tilts)
+    remove_mean: bool | None = None
     start_batch: int = Field(0, ge=0)
     stop_batch: int | None = None
     every: int = Field(1, ge=1)

@@ -4,12 +4,14 @@ A parameter owns its full value (NumPy), its optimizer and that optimizer's
 state.  For a minibatch it hands the kernel the part the kernel needs
 (:meth:`RefinableParameter.kernel_value`) and turns the kernel's gradient
 back into a full-shaped gradient (:meth:`RefinableParameter.full_gradient`).
-Add a parameter by subclassing and decorating with :func:`register_parameter`;
+Add a parameter by subclassing (set ``name``, ``kernel_key``, write
+``default_value(problem)``) and decorating with :func:`register_parameter`;
 the forward model must list its ``kernel_key`` in ``inputs``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -63,9 +65,27 @@ class RefinableParameter:
         return (i_batch - s.start_batch) % s.every == 0
 
     @classmethod
-    def initial(cls, problem) -> np.ndarray:
-        """Starting value for a run (``problem``: :class:`daskorym.engine.Problem`)."""
+    def initial(cls, problem, settings: ParameterSettings | None = None) -> np.ndarray:
+        """Starting value for a run (``problem``: :class:`daskorym.engine.Problem`);
+        ``settings.initial``, when given, is broadcast to the default value's shape."""
+        value = np.asarray(cls.default_value(problem), np.float64)
+        if settings is not None and settings.initial is not None:
+            try:
+                value = np.broadcast_to(np.asarray(settings.initial, np.float64),
+                                        value.shape).copy()
+            except ValueError:
+                raise ValueError(f"parameters.{cls.name}.initial: shape "
+                                 f"{np.shape(settings.initial)} does not broadcast to "
+                                 f"{value.shape}") from None
+        return value
+
+    @classmethod
+    def default_value(cls, problem) -> np.ndarray:
         raise NotImplementedError(f"{cls.__name__} does not define its initial value")
+
+    def default_step(self) -> float:
+        """Step size when the settings leave it open (in the parameter's units)."""
+        return 1e-2
 
     def kernel_value(self, spec: "BatchSpec") -> np.ndarray:
         return self.value
@@ -176,3 +196,189 @@ class ProbePositions(RefinableParameter):
     def constrain(self) -> None:
         drift = (self.value - self.initial).mean(axis=1, keepdims=True)
         self.value -= drift
+
+
+class PerAngleParameter(RefinableParameter):
+    """A value per rotation angle ``[n_theta, *per_angle]``; the kernel sees one angle's row."""
+
+    per_angle: ClassVar[tuple[int, ...]] = ()
+
+    def __init__(self, value, settings) -> None:
+        super().__init__(np.asarray(value, np.float64), settings)
+
+    @classmethod
+    def default_value(cls, problem) -> np.ndarray:
+        return np.zeros((problem.n_theta,) + cls.per_angle)
+
+    def kernel_value(self, spec: "BatchSpec") -> np.ndarray:
+        return self.value[spec.i_theta]
+
+    def full_gradient(self, grad, spec):
+        full = np.zeros_like(self.value)
+        full[spec.i_theta] = grad
+        return full
+
+
+def _remove_mean(p: PerAngleParameter, default: bool) -> None:
+    on = p.settings.remove_mean
+    if (default if on is None else on) and len(p.value) > 1:
+        p.value -= p.value.mean(axis=0, keepdims=True)
+
+
+class _AngleOffset(PerAngleParameter):
+    """A (y, x) shift in pixels per angle; with ``remove_mean`` (default) the mean over
+    angles is removed after each update (a common shift is a shift of the object)."""
+
+    per_angle = (2,)
+
+    def default_step(self) -> float:
+        return 5e-2
+
+    def constrain(self) -> None:
+        _remove_mean(self, default=True)
+
+
+@register_parameter
+class ProbePosOffset(_AngleOffset):
+    """One probe-position offset ``[n_theta, 2]`` (y, x) px per angle, added to every scan
+    position of the angle (the integer part moves the object crop)."""
+
+    name = "probe_pos_offset"
+    kernel_key = "pos_offset_px"
+
+
+@register_parameter
+class PrjPosOffset(_AngleOffset):
+    """One exit-wave (projection) shift ``[n_theta, 2]`` (y, x) px per angle (Fourier shift
+    of the wave leaving the object: projection alignment in full-field imaging)."""
+
+    name = "prj_pos_offset"
+    kernel_key = "prj_offset_px"
+
+
+@register_parameter
+class ProbeDefocus(PerAngleParameter):
+    """Probe defocus ``[n_theta, 1]`` in metres per angle: the probe is Fresnel-propagated by
+    this distance before it meets the object (differentiable in the distance)."""
+
+    name = "probe_defocus"
+    kernel_key = "probe_defocus_m"
+    per_angle = (1,)
+
+    def default_step(self) -> float:
+        scale = float(np.abs(self.value).max())
+        return 1e-2 * scale if scale > 0 else 1e-6
+
+
+@register_parameter
+class ObjectTilt(PerAngleParameter):
+    """Object tilt ``[n_theta, 3]`` in radians per angle, about the y, x and z axes (applied
+    in that order to the rotated object, about the object's centre).  ``remove_mean`` (off by
+    default) removes the mean tilt over angles, for views whose common turn is the object's."""
+
+    name = "tilt"
+    kernel_key = "tilt_rad"
+    per_angle = (3,)
+
+    def default_step(self) -> float:
+        return 1e-3
+
+    def constrain(self) -> None:
+        _remove_mean(self, default=False)
+
+
+@register_parameter
+class SlicePositions(RefinableParameter):
+    """Slice positions ``[n_slices]`` (metres) of the sparse multislice model; the first is
+    pinned (only the gaps matter)."""
+
+    name = "slice_pos"
+    kernel_key = "slice_pos_m"
+
+    def __init__(self, value, settings) -> None:
+        super().__init__(np.asarray(value, np.float64), settings)
+        self.first = float(self.value[0])
+
+    @classmethod
+    def default_value(cls, problem) -> np.ndarray:
+        pos = problem.geometry.slice_pos_m
+        if pos is None:
+            raise ValueError("parameter 'slice_pos' needs the sparse multislice model "
+                             "(model.slice_pos_cm)")
+        return np.asarray(pos, np.float64)
+
+    def default_step(self) -> float:
+        gaps = np.diff(self.value)
+        return 1e-2 * float(np.abs(gaps).mean()) if len(gaps) else 1e-9
+
+    def full_gradient(self, grad, spec):
+        grad = np.array(grad, np.float64)
+        grad[0] = 0.0
+        return grad
+
+    def constrain(self) -> None:
+        self.value[0] = self.first
+
+
+@register_parameter
+class FreePropDistances(RefinableParameter):
+    """Sample-detector distances ``[n_dists]`` (metres) of the near-field models."""
+
+    name = "free_prop"
+    kernel_key = "free_prop_m"
+
+    @classmethod
+    def default_value(cls, problem) -> np.ndarray:
+        return np.asarray(problem.geometry.free_prop_m, np.float64)
+
+    def default_step(self) -> float:
+        return 1e-3 * float(np.abs(self.value).mean())
+
+    def constrain(self) -> None:
+        np.maximum(self.value, 1e-9, out=self.value)
+
+
+@register_parameter
+class ProjectionAffine(RefinableParameter):
+    """Affine transform ``[n_dists, 2, 3]`` of the predicted images per distance: rows
+    ``(a_yy, a_yx, t_y), (a_xy, a_xx, t_x)`` map detector coordinates about the image centre
+    (translation in pixels).  Distance 0 is pinned to the identity (the reference)."""
+
+    name = "prj_affine"
+    kernel_key = "prj_affine"
+
+    @classmethod
+    def default_value(cls, problem) -> np.ndarray:
+        eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        return np.tile(eye, (problem.geometry.n_dists, 1, 1))
+
+    def default_step(self) -> float:
+        return 1e-3
+
+    def full_gradient(self, grad, spec):
+        grad = np.array(grad, np.float64)
+        grad[0] = 0.0
+        return grad
+
+    def constrain(self) -> None:
+        self.value[0] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+
+
+@register_parameter
+class CtfLgKappa(RefinableParameter):
+    """``log10`` of the beta/delta ratio kappa ``[1]`` of a homogeneous object
+    (``model.kappa``)."""
+
+    name = "ctf_lg_kappa"
+    kernel_key = "lg_kappa"
+
+    @classmethod
+    def default_value(cls, problem) -> np.ndarray:
+        kappa = problem.geometry.kappa
+        if kappa is None:
+            raise ValueError("parameter 'ctf_lg_kappa' needs a homogeneous object: set "
+                             "model.kappa (the beta/delta ratio)")
+        return np.array([math.log10(kappa)])
+
+    def default_step(self) -> float:
+        return 1e-2

@@ -43,8 +43,10 @@ def _positions(name: str, geom: Geometry) -> np.ndarray:
     return np.array([[0.2, 1.3], [4.1, 5.4], [5.7, 2.2]])
 
 
-def make_case(name: str, seed: int = 0, unknown_type: str = "delta_beta"):
-    """(model, params, batch, measured) with float64 NumPy params."""
+def make_case(name: str, seed: int = 0, unknown_type: str = "delta_beta",
+              experiment: bool = False):
+    """(model, params, batch, measured) with float64 NumPy params; ``experiment`` adds values
+    of the model's refinable experiment inputs (offsets, defocus, tilt, kappa, affine)."""
     import dataclasses
     geom = dataclasses.replace(_geometry(name), unknown_type=unknown_type)
     model = get_model(name)(geom)
@@ -72,6 +74,19 @@ def make_case(name: str, seed: int = 0, unknown_type: str = "delta_beta"):
         params["slice_pos_m"] = np.asarray(geom.slice_pos_m, np.float64)
     if "pos_px" not in model.inputs:
         params.pop("pos_px")
+    if experiment:
+        params.update({k: v for k, v in experiment_params(geom).items() if k in model.inputs})
     dy, dx = geom.det_shape
     measured = rng.uniform(0.5, 2.0, (len(tiles), dy, dx)) * np.sqrt(py * px)
     return model, params, batch, measured, obj
+
+
+def experiment_params(geom: Geometry) -> dict[str, np.ndarray]:
+    """Values of the refinable experiment inputs away from any special point (zero tilt
+    samples exact grid points, where bilinear interpolation has kinks)."""
+    # defocus giving a Fresnel phase of about one radian at the tile's edge frequency
+    defocus = 1.0 / (np.pi * geom.wavelength_m * (0.5 / geom.psize_m) ** 2)
+    affine = np.tile(np.array([[1.01, 0.005, 0.2], [-0.004, 0.99, -0.1]]), (geom.n_dists, 1, 1))
+    return {"pos_offset_px": np.array([0.3, -0.2]), "prj_offset_px": np.array([0.4, 0.1]),
+            "probe_defocus_m": np.array([defocus]), "tilt_rad": np.array([0.02, -0.015, 0.01]),
+            "lg_kappa": np.array([-1.0]), "prj_affine": affine}

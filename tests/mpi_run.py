@@ -2,7 +2,7 @@
 
 ``python mpi_run.py SETTINGS1.json OUT1.npz [SETTINGS2.json OUT2.npz ...]``: every rank runs
 each reconstruction in turn (one interpreter start for all); rank 0 saves the final object,
-the probe and the loss history of each.
+the probe, the loss history and the other parameters (``param_<name>``) of each.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ def run_one(settings_path: str, out_path: str) -> None:
         obj = rec.object.copy()  # collective in modes 'do' and 'h5'
         probe = rec.probe.copy()
         losses = np.array([h[2] for h in rec.history])
+        extra = {f"param_{name}": p.value.copy() for name, p in rec.params.items()
+                 if name not in ("object", "probe")}
         rank = getattr(rec, "rank", 0)
     if rank == 0:
-        np.savez(out_path, obj=obj, probe=probe, losses=losses)
+        np.savez(out_path, obj=obj, probe=probe, losses=losses, **extra)
 
 
 if __name__ == "__main__":

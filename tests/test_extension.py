@@ -30,7 +30,7 @@ class Gain(RefinableParameter):
     kernel_key = "gain"
 
     @classmethod
-    def initial(cls, problem):
+    def default_value(cls, problem):
         return np.array([1.0], np.float32)
 
 

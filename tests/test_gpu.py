@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.gpu,
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_cuda_kernel_equals_cpu(name):
-    model, params, batch, measured, _ = make_case(name)
+    model, params, batch, measured, _ = make_case(name, experiment=True)
     out = {}
     for device in ("cpu", "cuda"):
         be = get_backend("torch", "float64", device)

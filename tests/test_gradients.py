@@ -17,12 +17,14 @@ from model_cases import make_case
 CASES = [(name, inp) for name in sorted(MODELS) for inp in MODELS[name].inputs]
 # the far-field case is also run with the other object representation
 CASES += [("farfield_ptychography:real_imag", inp) for inp in ("obj", "probe", "pos_px")]
-STEP = {"obj": 1e-6, "probe": 1e-6, "pos_px": 1e-5, "free_prop_m": 1e-9, "slice_pos_m": 1e-10}
+STEP = {"obj": 1e-6, "probe": 1e-6, "pos_px": 1e-5, "free_prop_m": 1e-9, "slice_pos_m": 1e-10,
+        "pos_offset_px": 1e-5, "prj_offset_px": 1e-5, "tilt_rad": 1e-6, "lg_kappa": 1e-6,
+        "prj_affine": 1e-6}
 
 
 def _setup(label: str):
     name, _, ut = label.partition(":")
-    return make_case(name, unknown_type=ut or "delta_beta")
+    return make_case(name, unknown_type=ut or "delta_beta", experiment=True)
 
 
 @pytest.mark.parametrize("loss", [LSQLoss(), PoissonLoss()], ids=["lsq", "poisson"])
@@ -44,7 +46,7 @@ def test_gradient_matches_finite_differences(label, wrt, loss):
     be = get_backend("autograd", "float64")
     rng = np.random.default_rng(1)
     direction = rng.standard_normal(params[wrt].shape)
-    h = STEP[wrt]
+    h = STEP[wrt] if wrt != "probe_defocus_m" else 1e-5 * float(params[wrt][0])
     if wrt == "obj" and model.geometry.unknown_type == "delta_beta":
         h = 3e-4 / model.geometry.modulation.k1  # a phase step of 0.3 mrad
 
@@ -61,3 +63,14 @@ def test_gradient_matches_finite_differences(label, wrt, loss):
     rel = abs(fd - ad) / max(abs(fd), abs(ad))
     print(f"{label} d/d{wrt} ({loss.name}): AD {ad:.10e} FD {fd:.10e} rel {rel:.2e}")
     assert rel < 1e-6
+
+
+def test_every_refinable_parameter_is_checked():
+    """The registry of refinable parameters drives the cases above: each parameter's kernel
+    input is an input of some model, so its gradient is checked against finite differences."""
+    from daskorym.parameters import PARAMETERS
+    checked = {inp for _, inp in CASES}
+    missing = {name: cls.kernel_key for name, cls in PARAMETERS.items()
+               if cls.kernel_key not in checked}
+    assert not missing, f"parameters whose kernel input no gradient case covers: {missing}"
+    assert len(PARAMETERS) >= 11

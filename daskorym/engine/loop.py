@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..backend import get_backend
 from ..config import ConfigError, Settings, load_settings
+from ..optim import get_optimizer
 from ..outputs import OutputFolder, PreviewSchedule, load_checkpoint, save_checkpoint
 from ..parameters import (PARAMETERS, ObjectParameter, ProbeParameter, ProbePositions,
                           RefinableParameter)
@@ -126,7 +127,20 @@ class Reconstruction:
                 if cls.kernel_key not in prob.model.inputs:
                     raise ValueError(f"parameter {name!r} is not an input of the model "
                                      f"{prob.model.name!r} (inputs: {prob.model.inputs})")
-                params[name] = cls(cls.initial(prob), _with_step(ps, 1e-2))
+                try:
+                    value = cls.initial(prob, ps)
+                except ValueError as err:
+                    raise ConfigError(str(err)) from None
+                par = cls(value, _with_step(ps, 1.0))
+                if ps.step_size is None:  # the parameter's own default, in its units
+                    par.settings = _with_step(ps, par.default_step())
+                    par.optimizer = get_optimizer(ps.optimizer, step_size=par.settings.step_size,
+                                                  **ps.options)
+                params[name] = par
+        if "tilt" in params:  # tilts pull in voxels around the tiles: box chunks with a halo
+            prob.model.layout = "box"
+            # a tilt of up to 3 degrees moves voxels by up to 0.05 of the half-extent
+            prob.model.halo_px = int(np.ceil(0.05 * max(prob.geometry.obj_shape) / 2)) + 1
         for name, opt in prob.inputs.optimizers.items():
             p = params[name]
             p.optimizer = opt
@@ -182,7 +196,8 @@ class Reconstruction:
             if p.kernel_key not in prob.model.inputs or p.name == "object":
                 continue
             value = p.kernel_value(spec)
-            if p.name == "probe_pos" and not p.refined and np.all(value == np.round(value)):
+            if p.name == "probe_pos" and not p.refined and "probe_pos_offset" not in self.params \
+                    and np.all(value == np.round(value)):
                 continue  # integer positions: no sub-pixel shift needed
             kp[p.kernel_key] = value
             if p.due(self.i_batch):
@@ -191,10 +206,17 @@ class Reconstruction:
             wrt.insert(0, "obj")
         return kp, wrt
 
+    def _plan_positions(self, i_theta: int) -> np.ndarray:
+        """Positions ``[n_tiles, 2]`` the object crops are planned at: the scan positions
+        plus the angle's probe offset (its integer part moves the crops)."""
+        pos = self.params["probe_pos"].value[i_theta]
+        off = self.params.get("probe_pos_offset")
+        return pos if off is None else pos + off.value[i_theta]
+
     def _kernel_inputs(self, spec: BatchSpec):
         prob = self.problem
-        positions = self.params["probe_pos"].value
-        tb = prob.model.plan_batch(spec.i_theta, spec.tiles, positions[spec.i_theta][spec.tiles])
+        tb = prob.model.plan_batch(spec.i_theta, spec.tiles,
+                                   self._plan_positions(spec.i_theta)[spec.tiles])
         rot = self._rotated(spec.i_theta)
         kp, wrt = self._small_inputs(spec)
         kp["obj"] = tb.chunk_from(lambda r: extract_region(rot, r, prob.vacuum), rot.shape[2:],

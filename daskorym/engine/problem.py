@@ -135,7 +135,7 @@ def build_problem(settings: Settings, inputs: InMemoryInputs | None = None) -> P
               sign_convention=s.geometry.sign_convention, fresnel_approx=s.geometry.fresnel_approx,
               normalize_fft=s.geometry.normalize_fft, binning=s.model.binning,
               pure_projection=s.model.pure_projection, scale_ri_by_k=s.model.scale_ri_by_k,
-              safe_zone_px=s.model.safe_zone_px, n_tiles=ds.n_tiles,
+              safe_zone_px=s.model.safe_zone_px, n_tiles=ds.n_tiles, kappa=s.model.kappa,
               slice_pos_m=(tuple(p / 100.0 for p in s.model.slice_pos_cm)
                            if s.model.slice_pos_cm else None))
     name = _choose_model(s, ds, obj_shape, kw)

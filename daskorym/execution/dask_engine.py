@@ -150,7 +150,7 @@ class DaskReconstruction(Reconstruction):
         job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
                               self._n_pix(len(spec.tiles)))
         rot = self._rotated_futures(spec.i_theta)
-        positions = self.params["probe_pos"].value[spec.i_theta]
+        positions = self._plan_positions(spec.i_theta)
         index = {int(t): k for k, t in enumerate(spec.tiles)}
         results, to_add = [], [[] for _ in self.bounds]
         for k, group in enumerate(self._groups(spec.tiles)):

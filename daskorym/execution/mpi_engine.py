@@ -203,7 +203,7 @@ class MPIReconstruction(Reconstruction):
         return self._rot_slab[1]
 
     def _plans(self, spec: BatchSpec, groups):
-        positions = self.params["probe_pos"].value[spec.i_theta]
+        positions = self._plan_positions(spec.i_theta)
         return [self.problem.model.plan_batch(spec.i_theta, g, positions[g]) if len(g) else None
                 for g in groups]
 

@@ -18,6 +18,7 @@ Parameters passed to a model (``params``), all real arrays:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
@@ -205,6 +206,8 @@ class ForwardModel:
     def __init__(self, geometry: Geometry) -> None:
         self.geometry = geometry
         self._cache: dict[Any, Any] = {}
+        self.layout = "auto"  # engines set "box" (with a halo) when the object is tilted
+        self.halo_px = 0
         self.check_geometry()
 
     def __repr__(self) -> str:
@@ -219,15 +222,20 @@ class ForwardModel:
         return np.asarray(pos_px, np.float64) - self.geometry.safe_zone_px
 
     def plan_batch(self, i_theta: int, tiles: np.ndarray, pos_px: np.ndarray,
-                   layout: str = "auto") -> TileBatch:
+                   layout: str | None = None) -> TileBatch:
         """Batch description for tiles at positions ``pos_px [n, 2]``.
 
         ``layout``: "box", "mosaic", or "auto" (mosaic when the box would hold
-        more than twice the voxels of the tiles themselves).
+        more than twice the voxels of the tiles themselves); default ``self.layout``.
+        A box is widened by ``self.halo_px`` on each side (tilts pull in neighbours).
         """
+        layout = layout or self.layout
         whole, _ = split_positions(self.wave_positions(pos_px))
         py, px = self.geometry.probe_shape
         region = Region.around(whole, (py, px))
+        if self.halo_px and layout == "box":
+            h = int(self.halo_px)
+            region = Region(region.y0 - h, region.x0 - h, region.ny + 2 * h, region.nx + 2 * h)
         tiles = np.asarray(tiles, np.int64)
         if layout == "auto":
             layout = "mosaic" if region.ny * region.nx > 2 * len(whole) * py * px else "box"
@@ -250,11 +258,26 @@ class ForwardModel:
         return self._cache[full_key]
 
     def shift_fractions(self, be: Backend, params: dict, batch: TileBatch):
-        """Sub-pixel part of the positions ``[n, 2]`` (differentiable), or None."""
+        """Sub-pixel part of the positions ``[n, 2]`` (differentiable), or None.
+
+        The planned crops hold the integer part of ``pos_px`` plus the angle's probe
+        offset ``pos_offset_px`` (when given); the rest is the Fourier shift.
+        """
         if "pos_px" not in params:
             return None
         offset = batch.tile_origin_px + self.geometry.safe_zone_px
-        return params["pos_px"] - be.asarray(offset.astype(be.np_real))
+        frac = params["pos_px"] - be.asarray(offset.astype(be.np_real))
+        if "pos_offset_px" in params:
+            frac = frac + be.reshape(params["pos_offset_px"], (1, 2))
+        return frac
+
+    def modulation(self, be: Backend, params: dict):
+        """The :class:`~daskorym.physics.Modulation`; kappa from ``lg_kappa`` when given."""
+        mod = self.geometry.modulation
+        if "lg_kappa" in params:
+            kappa = be.exp(params["lg_kappa"] * float(np.log(10.0)))
+            mod = dataclasses.replace(mod, kappa=kappa)
+        return mod
 
     # ------------------------------------------------------------------ the kernel
     def forward(self, be: Backend, params: dict, batch: TileBatch):

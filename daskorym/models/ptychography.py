@@ -14,20 +14,46 @@ import numpy as np
 
 from ..backend import Backend
 from ..physics import (fourier_shift, fresnel_kernel, fresnel_kernel_diff, multislice,
-                       propagate_far, propagate_fresnel, pure_projection)
+                       propagate_far, propagate_fresnel, pure_projection, vacuum_value)
+from ..physics.warp import tilt_chunk
 from .base import INF, ForwardModel, TileBatch, register_model
+
+
+# inputs every tile model reads besides object and probe (refinable experiment parameters);
+# near-field models add the exit-wave shift "prj_offset_px" (a far-field intensity does not
+# change when the exit wave shifts) and the distances "free_prop_m"
+EXPERIMENT_INPUTS = ("pos_px", "pos_offset_px", "probe_defocus_m", "tilt_rad", "lg_kappa")
 
 
 class _TileModel(ForwardModel):
     """Shared chain; subclasses choose the detector propagation."""
 
+    inputs = ("obj", "probe") + EXPERIMENT_INPUTS
+
     def incident(self, be: Backend, params: dict, batch: TileBatch):
-        """Probe modes, sub-pixel shifted per tile: ``[n or 1, m, py, px]``."""
+        """Probe modes, defocused and sub-pixel shifted per tile: ``[n or 1, m, py, px]``."""
+        g = self.geometry
         pr = params["probe"]
         probe = be.complex(pr[..., 0], pr[..., 1])
         probe = be.reshape(probe, (1,) + tuple(probe.shape))
+        if "probe_defocus_m" in params:
+            kern = fresnel_kernel_diff(be, g.probe_shape, g.psize_m, g.wavelength_m,
+                                       params["probe_defocus_m"], g.fresnel_approx,
+                                       g.sign_convention)
+            probe = propagate_fresnel(be, probe, kern)
         frac = self.shift_fractions(be, params, batch)
         return probe if frac is None else fourier_shift(be, probe, frac)
+
+    def object_patches(self, be: Backend, params: dict, batch: TileBatch):
+        """The object under each tile ``[n, py, px, Lz, 2]`` (tilted when ``tilt_rad`` given)."""
+        g = self.geometry
+        chunk = params["obj"]
+        if "tilt_rad" in params:
+            if batch.tile_regions is not None:
+                raise ValueError("a tilted object needs the box layout of tiles (model.layout)")
+            chunk = tilt_chunk(be, chunk, params["tilt_rad"], (batch.region.y0, batch.region.x0),
+                               g.obj_shape, vacuum_value(g.unknown_type))
+        return be.gather_patches(chunk, batch.crop_px[:, 0], batch.crop_px[:, 1], g.probe_shape)
 
     def slice_kernel(self, be: Backend):
         g = self.geometry
@@ -40,13 +66,20 @@ class _TileModel(ForwardModel):
         """Exit waves ``[n, m, py, px]``."""
         g = self.geometry
         psi = self.incident(be, params, batch)
-        obj = be.gather_patches(params["obj"], batch.crop_px[:, 0], batch.crop_px[:, 1],
-                                g.probe_shape)
+        obj = self.object_patches(be, params, batch)
+        mod = self.modulation(be, params)
         if g.pure_projection:
-            return pure_projection(be, psi, obj, g.modulation)
+            return pure_projection(be, psi, obj, mod)
         n_steps = -(-obj.shape[-2] // g.binning)
         kern = self.slice_kernel(be) if n_steps > 1 else None
-        return multislice(be, psi, obj, g.modulation, kern, g.binning)
+        return multislice(be, psi, obj, mod, kern, g.binning)
+
+    def shifted_exit_wave(self, be: Backend, params: dict, batch: TileBatch):
+        """Exit waves, shifted by the angle's projection offset ``prj_offset_px`` if given."""
+        psi = self.exit_wave(be, params, batch)
+        if "prj_offset_px" in params:
+            psi = fourier_shift(be, psi, be.reshape(params["prj_offset_px"], (1, 2)))
+        return psi
 
     def to_detector(self, be: Backend, params: dict, batch: TileBatch, psi):
         raise NotImplementedError
@@ -56,7 +89,7 @@ class _TileModel(ForwardModel):
         return psi if s == 0 else psi[..., s:-s, s:-s]
 
     def forward(self, be: Backend, params: dict, batch: TileBatch):
-        psi = self.exit_wave(be, params, batch)
+        psi = self.shifted_exit_wave(be, params, batch)
         return self.crop_buffer(self.to_detector(be, params, batch, psi))
 
 
@@ -72,7 +105,7 @@ class _FarField(_TileModel):
 
 
 class _NearField(_TileModel):
-    inputs = ("obj", "probe", "pos_px", "free_prop_m")
+    inputs = _TileModel.inputs + ("prj_offset_px", "free_prop_m")
 
     def check_geometry(self) -> None:
         g = self.geometry
@@ -116,7 +149,9 @@ class FullFieldCDI(_FarField):
     """
 
     name = "fullfield_cdi"
-    inputs = ("obj", "probe")
+    # one tile at (0, 0): no positions; a shift of the exit wave leaves far-field
+    # intensities unchanged, so no projection offset either
+    inputs = ("obj", "probe", "probe_defocus_m", "tilt_rad", "lg_kappa")
 
     def check_geometry(self) -> None:
         super().check_geometry()
@@ -138,4 +173,3 @@ class TiledHolography(_NearField):
     """
 
     name = "tiled_holography"
-    inputs = ("obj", "probe", "pos_px", "free_prop_m")

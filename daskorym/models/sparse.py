@@ -19,7 +19,7 @@ class SparseMultislicePtychography(_FarField):
     """
 
     name = "sparse_multislice"
-    inputs = ("obj", "probe", "pos_px", "slice_pos_m")
+    inputs = _FarField.inputs + ("slice_pos_m",)
 
     def check_geometry(self) -> None:
         super().check_geometry()
@@ -31,12 +31,11 @@ class SparseMultislicePtychography(_FarField):
     def exit_wave(self, be, params, batch):
         g = self.geometry
         psi = self.incident(be, params, batch)
-        obj = be.gather_patches(params["obj"], batch.crop_px[:, 0], batch.crop_px[:, 1],
-                                g.probe_shape)
+        obj = self.object_patches(be, params, batch)
         pos = params.get("slice_pos_m")
         if pos is None:
             pos = be.asarray(np.asarray(g.slice_pos_m, be.np_real))
         gaps = pos[1:] - pos[:-1]
         kernels = fresnel_kernel_diff(be, g.probe_shape, g.psize_m, g.wavelength_m, gaps,
                                       g.fresnel_approx, g.sign_convention)
-        return sparse_multislice(be, psi, obj, g.modulation, kernels)
+        return sparse_multislice(be, psi, obj, self.modulation(be, params), kernels)
