@@ -54,7 +54,7 @@ def simulate_with(path: Path, model_name: str, geometry: Geometry, obj: np.ndarr
         batch = model.plan_batch(i, tiles, plan_pos)
         params = {"obj": batch.chunk_from(lambda r: extract_region(view, r, vac), view.shape[2:],
                                           view.dtype, vac),
-                  "probe": probe, "pos_px": pos[i]}
+                  "probe": probe, "pos_px": np.array(pos[i])}
         params.update({k: np.asarray(v[i], np.float64) for k, v in (per_angle or {}).items()})
         params.update({k: np.asarray(v, np.float64) for k, v in (fixed or {}).items()})
         params = {k: v for k, v in params.items() if k in model.inputs}

@@ -57,7 +57,8 @@ def _settings(path, folder, *, epochs: int, minibatch: int, params: dict, shape=
          "object": {"shape": list(shape), "init": "constant"},
          "parameters": {"object": {"optimize": True, "step_size": 3e-2}, **params},
          "optimization": {"n_epochs": epochs, "minibatch_size": minibatch},
-         "output": {"folder": str(folder), "progress": False, "store_checkpoint": False}}
+         "output": {"folder": str(folder), "progress": False, "store_checkpoint": False,
+                    "preview_every_epochs": 10 ** 6, "preview_every_minutes": 10 ** 6}}
     for k, v in groups.items():
         s.setdefault(k, {}).update(v)
     return s
