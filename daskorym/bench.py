@@ -198,7 +198,30 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                      f"{r['epochs']:>6} {r['s_per_epoch']:>9.3f} {r['first_epoch_s']:>11.3f} "
                      f"{_share(r.get('comm_share')):>5} "
                      f"{r['peak_rss_mb']:>8.0f} {r['final_loss']:>11.4g}")
+    lines += relative_lines(rows)
     return "\n".join(lines)
+
+
+def relative_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Time per epoch of each engine relative to the local engine's, per case and backend.
+
+    Repeated rows of one engine (``--engine local --engine dask-1 --engine local ...``,
+    interleaved against drifting machine load) are pooled by their median.
+    """
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for r in rows:
+        groups.setdefault((r["case"], r["backend"], r["mode"]), {}).setdefault(
+            r["engine"], []).append(r["s_per_epoch"])
+    out = []
+    for (case, backend, mode), by_engine in groups.items():
+        if "local" not in by_engine or len(by_engine) < 2:
+            continue
+        ref = statistics.median(by_engine["local"])
+        parts = [f"{e} {statistics.median(t) / ref:.2f}x (n={len(t)})"
+                 for e, t in by_engine.items() if e != "local"]
+        out.append(f"{case} {backend} {mode}: s/epoch relative to local "
+                   f"(n={len(by_engine['local'])}): " + ", ".join(parts))
+    return out
 
 
 def _share(value) -> str:
@@ -233,4 +256,5 @@ def run_bench(cases: list[str], *, n_epochs: int = 3, backends: tuple[str, ...] 
     return rows
 
 
-__all__ = ["BenchCase", "CASES", "PeakRSS", "asdict", "format_table", "run_bench", "run_case"]
+__all__ = ["BenchCase", "CASES", "PeakRSS", "asdict", "format_table", "relative_lines",
+           "run_bench", "run_case"]
