@@ -267,13 +267,24 @@ def read_toml(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: TOML syntax error: {err}") from None
+    # paths written in the file are relative to the file; paths given with --set are
+    # relative to the current directory, like any path typed on a command line
+    _resolve_paths(data, path.parent)
     for item in overrides:
-        set_dotted(data, *parse_override(item))
-    base = path.parent
-    ds = data.get("dataset", {})
-    if isinstance(ds, dict) and "path" in ds and not Path(ds["path"]).is_absolute():
-        ds["path"] = str(base / ds["path"])
-    out = data.get("output", {})
-    if isinstance(out, dict) and "folder" in out and not Path(out["folder"]).is_absolute():
-        out["folder"] = str(base / out["folder"])
+        key, value = parse_override(item)
+        if key in _PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
+            value = str(Path.cwd() / value)
+        set_dotted(data, key, value)
     return load_settings(data, str(path))
+
+
+_PATH_KEYS = ("dataset.path", "output.folder")
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    for dotted in _PATH_KEYS:
+        group, key = dotted.split(".")
+        table = data.get(group, {})
+        if isinstance(table, dict) and isinstance(table.get(key), str) \
+                and not Path(table[key]).is_absolute():
+            table[key] = str(base / table[key])

@@ -218,3 +218,17 @@ def test_engines_are_picked_by_make_reconstruction(small_2d, tmp_path):
     with pytest.raises(ConfigError, match="engine"):
         make_reconstruction(s)
     assert not (tmp_path / "x").exists()
+
+
+def test_paths_in_file_are_relative_to_it_and_paths_set_to_the_cwd(tmp_path, monkeypatch):
+    from daskorym.config import read_toml
+    cfg_dir, work = tmp_path / "configs", tmp_path / "work"
+    cfg_dir.mkdir()
+    work.mkdir()
+    cfg = cfg_dir / "run.toml"
+    cfg.write_text('[dataset]\npath = "data.h5"\n[output]\nfolder = "out"\n')
+    monkeypatch.chdir(work)
+    s = read_toml(cfg)
+    assert s.dataset.path == cfg_dir / "data.h5" and s.output.folder == cfg_dir / "out"
+    s = read_toml(cfg, ["dataset.path=data.h5", "output.folder=recon"])
+    assert s.dataset.path == work / "data.h5" and s.output.folder == work / "recon"

@@ -37,3 +37,15 @@ def test_ptychotomo3d_quick(tmp_path):
     r = float(re.search(r"truth: ([0-9.]+)", stdout).group(1))
     print(stdout)
     assert r > 0.5
+
+
+def test_ptycho2d_modes_quick(tmp_path):
+    """Fly-scan data: three probe modes fit better than one."""
+    stdout = _run("ptycho2d_modes.py", tmp_path)
+    print(stdout)
+    found = {int(m): (float(e), float(s)) for m, e, s in re.findall(
+        r"(\d) probe mode\(s\): complex error ([0-9.]+), phase SSIM ([0-9.]+)", stdout)}
+    assert set(found) == {1, 3}
+    assert found[3][0] < found[1][0]
+    assert found[3][1] >= 0.9
+    assert (tmp_path / "ex" / "comparison.png").stat().st_size > 0

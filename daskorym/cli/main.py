@@ -103,6 +103,8 @@ def _describe_truth(path: Path) -> str:
 @click.option("--step", "step_px", type=float, help="Raster scan step in pixels.")
 @click.option("--jitter", "jitter_px", type=float, help="Random position jitter in pixels.")
 @click.option("--modes", "n_probe_modes", type=int, help="Number of probe modes.")
+@click.option("--fly-scan", "fly_scan_px", type=float,
+              help="Fly scan: probe motion along x during each exposure, in pixels.")
 @click.option("--noise", type=click.Choice(["none", "poisson"]), help="Noise model.")
 @click.option("--photons", "photons_per_pixel", type=float, help="Mean photons per pixel.")
 @click.option("--seed", type=int, help="Random seed.")

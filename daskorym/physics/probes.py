@@ -81,12 +81,16 @@ def orthogonalize_modes(modes: np.ndarray) -> np.ndarray:
 
 
 def make_modes(probe: np.ndarray, n_modes: int, seed: int = 0,
-               power_ratio: float = 0.5) -> np.ndarray:
+               power_ratio: float = 0.25) -> np.ndarray:
     """Grow a single-mode guess into ``n_modes`` orthogonal modes.
 
-    Mode ``k >= 1`` starts as the first mode times complex Gaussian noise;
-    the set is orthogonalised and the powers set to ``1, r, r^2, ...``
-    (normalised so the total power equals that of ``probe[0]``).
+    Mode ``k >= 1`` starts as the first mode times a smooth low-order function of
+    the pixel coordinates (``y``, ``x``, ``xy``, ``x^2 - y^2``, ... about the probe's
+    centre of intensity: Hermite-Gauss-like shapes, as a partially coherent beam has)
+    with a random complex weight; the set is orthogonalised and the powers set to
+    ``1, r, r^2, ...`` (normalised so the total power equals that of ``probe[0]``).
+    Smooth extra modes keep the first guess close to a real beam: white-noise modes
+    would scatter their power over the whole detector.
     """
     if n_modes < 1:
         raise ValueError(f"n_modes must be >= 1, got {n_modes}")
@@ -94,8 +98,21 @@ def make_modes(probe: np.ndarray, n_modes: int, seed: int = 0,
         return orthogonalize_modes(probe[:n_modes]) if n_modes > 1 else probe[:1]
     rng = np.random.default_rng(seed)
     base = probe[0]
-    extra = [base * (rng.standard_normal(base.shape) + 1j * rng.standard_normal(base.shape))
-             for _ in range(n_modes - probe.shape[0])]
+    ny, nx = base.shape
+    w = np.abs(base) ** 2
+    y, x = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64),
+                       indexing="ij")
+    cy, cx = (w * y).sum() / w.sum(), (w * x).sum() / w.sum()
+    sy = np.sqrt((w * (y - cy) ** 2).sum() / w.sum()) or 1.0
+    sx = np.sqrt((w * (x - cx) ** 2).sum() / w.sum()) or 1.0
+    u, v = (y - cy) / sy, (x - cx) / sx
+    shapes = [u, v, u * v, u ** 2 - v ** 2, u ** 2 + v ** 2 - 2, u ** 3 - 3 * u, v ** 3 - 3 * v]
+    extra = []
+    for k in range(n_modes - probe.shape[0]):
+        shape = shapes[k] if k < len(shapes) else \
+            sum(rng.standard_normal() * f for f in shapes)
+        weight = rng.standard_normal() + 1j * rng.standard_normal()
+        extra.append(base * shape * weight)
     modes = orthogonalize_modes(np.concatenate([probe, np.stack(extra)]))
     total = np.sum(np.abs(base) ** 2)
     weights = power_ratio ** np.arange(n_modes)

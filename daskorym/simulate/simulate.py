@@ -92,6 +92,9 @@ class SimulationSettings:
     free_prop_cm : 'inf' (far field), a distance, or one distance per n_dists (cm)
     step_px, jitter_px : raster step (default probe/4) and random position jitter
     n_probe_modes : incoherent probe modes
+    fly_scan_px, fly_scan_samples : fly scan: the probe moves ``fly_scan_px`` along x during
+        each exposure; the intensity is the mean over ``fly_scan_samples`` positions spread
+        over that motion (data that several probe modes reconstruct)
     noise, photons_per_pixel : None or "poisson"; mean photons per detector pixel
     seed : seed of the object, jitter, probe modes and noise
     tiles : (ny, nx) detector tiles of the grid models
@@ -115,6 +118,8 @@ class SimulationSettings:
     step_px: float | None = None
     jitter_px: float = 0.0
     n_probe_modes: int = 1
+    fly_scan_px: float = 0.0
+    fly_scan_samples: int = 5
     noise: str | None = None
     photons_per_pixel: float = 1e4
     seed: int = 0
@@ -161,6 +166,12 @@ def _check_settings(model: str, s: SimulationSettings) -> None:
     if s.n_probe_modes < 1 or s.chunk_tiles < 1 or s.seed < 0:
         problems.append(f"n_probe_modes and chunk_tiles must be >= 1 and seed >= 0, got "
                         f"{s.n_probe_modes}, {s.chunk_tiles}, {s.seed}")
+    if s.fly_scan_px < 0 or s.fly_scan_samples < 1:
+        problems.append(f"fly_scan_px must be >= 0 and fly_scan_samples >= 1, got "
+                        f"{s.fly_scan_px}, {s.fly_scan_samples}")
+    if s.fly_scan_px > 0 and model in ("fullfield_cdi", "tiled_holography",
+                                       "multidistance_holography"):
+        problems.append(f"fly_scan_px applies to scanning models, not {model}")
     if model == "sparse_multislice" and s.n_theta > 1:
         problems.append("sparse_multislice simulates one view (n_theta = 1): its slices are not "
                         "on a rotatable voxel grid")
@@ -342,8 +353,16 @@ class _Runner:
     def intensity(self, i: int) -> np.ndarray:
         p = self.plan
         obj = rotated(self.obj, float(p.theta_rad[i]), p.geometry.unknown_type)
-        return predict_angle(self.model, self.be, obj, self.probe, p.positions_px, i,
-                             p.settings.chunk_tiles)
+        fly, n = p.settings.fly_scan_px, p.settings.fly_scan_samples
+        if fly <= 0:
+            return predict_angle(self.model, self.be, obj, self.probe, p.positions_px, i,
+                                 p.settings.chunk_tiles)
+        total = 0.0
+        for dx in np.linspace(-fly / 2, fly / 2, n):  # the probe's motion during the exposure
+            total = total + predict_angle(self.model, self.be, obj, self.probe,
+                                          p.positions_px + np.array([0.0, dx]), i,
+                                          p.settings.chunk_tiles)
+        return total / n
 
     def __call__(self, i: int) -> np.ndarray:
         s, inten = self.plan.settings, self.intensity(i)
@@ -401,6 +420,7 @@ def _truth_attrs(plan: SimulationPlan, runner: _Runner) -> dict[str, Any]:
                  free_prop_cm=fp, safe_zone_px=plan.geometry.safe_zone_px,
                  seed=s.seed, noise=s.noise or "none", phase_max_rad=s.phase_max_rad,
                  absorption=s.absorption, sign_convention=plan.geometry.sign_convention,
+                 fly_scan_px=s.fly_scan_px,
                  tiles=None if plan.tiles is None else np.asarray(plan.tiles))
     if s.noise == "poisson":
         attrs.update(photons_per_pixel=s.photons_per_pixel, photons_per_intensity=runner.scale)
