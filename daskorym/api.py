@@ -13,7 +13,19 @@ validated :class:`~daskorym.config.Settings`.  Differences, on purpose:
 * ``use_checkpoint`` defaults to False: an output folder holding results is
   never resumed silently, and never overwritten either;
 * the initial random object is seeded (``seed``), not drawn from the clock;
-* ``backend`` defaults to ``'pytorch'``.
+* ``backend`` defaults to ``'pytorch'``;
+* the refinement switches ``optimize_probe_defocusing``, ``optimize_probe_pos_offset``,
+  ``optimize_prj_pos_offset``, ``optimize_slice_pos``, ``optimize_free_prop``,
+  ``optimize_prj_affine``, ``optimize_tilt`` and ``optimize_ctf_lg_kappa`` become blocks
+  ``parameters.<name>`` (:data:`REFINE_SWITCHES`) with Adorym's default optimizer and
+  learning rate; rates given in mm or cm (probe defocus, slice positions, propagation
+  distances) are converted to metres, the unit of those parameters here.  The probe
+  defocus is refined per angle (one value for all angles in Adorym);
+* ``initial_tilt`` keeps Adorym's layout ``[3, n_theta]`` (stored transposed); given
+  without ``optimize_tilt`` the tilts are applied as fixed values, not dropped;
+* ``ctf_lg_kappa`` (log10 of beta/delta) sets ``model.kappa`` (a homogeneous object) only
+  when passed or when ``optimize_ctf_lg_kappa`` is on; otherwise delta and beta stay
+  independent.
 Parameters Adorym accepted but never read are accepted and ignored.
 """
 
@@ -48,19 +60,26 @@ ONLY_DEFAULT = {
     "theta_downsample": None, "is_minus_logged": False, "multiscale_level": 1,
     "update_using_external_algorithm": None, "forward_algorithm": "fresnel",
     "shared_probe_among_angles": True, "probe_extra_defocus_cm": None, "use_epie": False,
-    "xpu": False, "run_bfloat16": False, "optimize_probe_defocusing": False,
-    "optimize_probe_pos_offset": False, "optimize_prj_pos_offset": False,
-    "optimize_slice_pos": False, "optimize_free_prop": False, "optimize_prj_affine": False,
-    "optimize_tilt": False, "optimize_ctf_lg_kappa": False, "initial_tilt": None,
+    "xpu": False, "run_bfloat16": False,
 }
-RATE_ONLY = {  # learning rates / optimizers of parameters not refinable yet: accepted
-    "probe_defocusing_learning_rate", "optimizer_probe_defocusing",
-    "probe_pos_offset_learning_rate", "optimizer_probe_pos_offset",
-    "prj_pos_offset_learning_rate", "optimizer_prj_pos_offset", "slice_pos_learning_rate",
-    "optimizer_slice_pos", "free_prop_learning_rate", "optimizer_free_prop",
-    "prj_affine_learning_rate", "optimizer_prj_affine", "tilt_learning_rate", "optimizer_tilt",
-    "ctf_lg_kappa_learning_rate", "optimizer_ctf_lg_kappa", "ctf_lg_kappa", "epie_alpha",
+RATE_ONLY = {"epie_alpha"}  # settings of methods not available: accepted and ignored
+# Refinement switches beyond object, probe and scan positions:
+# switch -> (parameter name in ``settings.parameters``, stem of ``<stem>_learning_rate`` and
+# ``optimizer_<stem>``, default optimizer, default learning rate in the Adorym unit,
+# factor from that unit to the parameter's unit)
+REFINE_SWITCHES: dict[str, tuple[str, str, str, float, float]] = {
+    "optimize_probe_defocusing": ("probe_defocus", "probe_defocusing", "adam", 1e-5, 1e-3),
+    "optimize_probe_pos_offset": ("probe_pos_offset", "probe_pos_offset", "gd", 1e-2, 1.0),
+    "optimize_prj_pos_offset": ("prj_pos_offset", "prj_pos_offset", "gd", 1e-2, 1.0),
+    "optimize_slice_pos": ("slice_pos", "slice_pos", "adam", 1e-4, 1e-2),
+    "optimize_free_prop": ("free_prop", "free_prop", "adam", 1e-2, 1e-2),
+    "optimize_prj_affine": ("prj_affine", "prj_affine", "adam", 1e-3, 1.0),
+    "optimize_tilt": ("tilt", "tilt", "adam", 1e-3, 1.0),
+    "optimize_ctf_lg_kappa": ("ctf_lg_kappa", "ctf_lg_kappa", "adam", 1e-3, 1.0),
 }
+ADORYM_CTF_LG_KAPPA = 1.7  # default log10(beta/delta) when optimize_ctf_lg_kappa is on
+REFINE_NAMES = {name for switch, (_, stem, *_rest) in REFINE_SWITCHES.items()
+                for name in (switch, f"{stem}_learning_rate", f"optimizer_{stem}")}
 PROBE_KWARGS = {"probe_mag_sigma", "probe_phase_sigma", "probe_phase_max", "aperture_radius",
                 "beamstop_radius", "probe_defocus_cm"}
 HANDLED = {
@@ -78,7 +97,8 @@ HANDLED = {
     "dist_mode_n_batch_per_update", "optimize_probe", "probe_learning_rate", "optimizer_probe",
     "probe_update_delay", "probe_update_limit", "optimize_all_probe_pos",
     "all_probe_pos_learning_rate", "optimizer_all_probe_pos", "other_params_update_delay",
-    "pupil_function", "backend", "t_max_min", "run_float64",
+    "pupil_function", "backend", "t_max_min", "run_float64", "initial_tilt", "ctf_lg_kappa",
+    *REFINE_NAMES,
     # daskorym's own execution keywords (DESIGN.md)
     "engine", "mode", "n_workers", "cluster", "seed", "progress", "threads",
 }
@@ -221,8 +241,49 @@ def adorym_to_settings(p: dict) -> tuple[dict, InMemoryInputs]:
         s["object"]["shrink_cycle"] = int(g("shrink_cycle"))
     if g("random_guess_means_sigmas") is not None:
         s["object"]["random_means_sigmas"] = list(g("random_guess_means_sigmas"))
+    _refine_blocks(s, p)
     _probe_kwargs(s["probe"], p)
     return s, _inputs(p)
+
+
+def _refine_blocks(s: dict, p: dict) -> None:
+    """Parameter blocks of the switches in :data:`REFINE_SWITCHES` (learning rates converted
+    to the parameter's unit), the initial tilts and the beta/delta ratio."""
+    g = p.get
+    for switch, (name, stem, default_opt, default_rate, factor) in REFINE_SWITCHES.items():
+        on = g(switch) or False
+        if not isinstance(on, (bool, np.bool_)):
+            raise ConfigError(f"reconstruct_ptychography: {switch} must be True or False, "
+                              f"got {on!r}")
+        if not on:
+            continue
+        rate = g(f"{stem}_learning_rate", default_rate)
+        if rate is not None:
+            try:
+                rate = float(rate) * factor
+            except (TypeError, ValueError):
+                raise ConfigError(f"reconstruct_ptychography: {stem}_learning_rate must be a "
+                                  f"number, got {rate!r}") from None
+        s["parameters"][name] = _param_block(True, g(f"optimizer_{stem}"), rate, default_opt,
+                                             g("other_params_update_delay", 0))
+    tilt = g("initial_tilt")
+    if tilt is not None:
+        tilt = np.asarray(tilt, np.float64)
+        if tilt.ndim != 2 or tilt.shape[0] != 3:
+            raise ConfigError(f"reconstruct_ptychography: initial_tilt must have shape "
+                              f"[3, n_theta] (three tilt angles in radians per angle), got "
+                              f"{list(tilt.shape)}")
+        # without optimize_tilt the given tilts are applied as fixed values
+        block = s["parameters"].setdefault("tilt", {"optimize": False})
+        block["initial"] = tilt.T.tolist()  # daskorym stores tilts as [n_theta, 3]
+    if g("ctf_lg_kappa") is not None or g("optimize_ctf_lg_kappa", False):
+        lg_kappa = g("ctf_lg_kappa")
+        try:
+            lg_kappa = float(ADORYM_CTF_LG_KAPPA if lg_kappa is None else lg_kappa)
+        except (TypeError, ValueError):
+            raise ConfigError(f"reconstruct_ptychography: ctf_lg_kappa must be a number (log10 "
+                              f"of the beta/delta ratio), got {lg_kappa!r}") from None
+        s["model"]["kappa"] = 10.0 ** lg_kappa
 
 
 def _device(cpu_only: bool, gpu_index: int) -> str:
@@ -264,6 +325,9 @@ def _inputs(p: dict) -> InMemoryInputs:
                       ("optimizer_all_probe_pos", "probe_pos")):
         if isinstance(p.get(key), Optimizer):
             inp.optimizers[name] = p[key]
+    for switch, (name, stem, *_rest) in REFINE_SWITCHES.items():
+        if p.get(switch) and isinstance(p.get(f"optimizer_{stem}"), Optimizer):
+            inp.optimizers[name] = p[f"optimizer_{stem}"]
     return inp
 
 

@@ -52,6 +52,9 @@ class DatasetSettings(_Group):
     raw_data_type: Literal["magnitude", "intensity"] = "magnitude"
     check_values: bool = True
     cache_mb: float = Field(1024.0, ge=0)
+    # data hold -log(I / I0) line integrals (Adorym's is_minus_logged): used unchanged,
+    # model "minuslog_tomography" (projection), least squares on line integrals
+    is_minus_logged: bool = False
 
 
 class GeometrySettings(_Group):
@@ -84,6 +87,8 @@ class ModelSettings(_Group):
     scale_ri_by_k: bool = True
     # homogeneous object: beta = kappa * delta (kappa is the beta/delta ratio); None: independent
     kappa: float | None = Field(None, gt=0)
+    # near-field multi-distance: exact Fresnel model or its linearisation (Adorym's "ctf")
+    forward_algorithm: Literal["fresnel", "ctf"] = "fresnel"
 
 
 class ObjectSettings(_Group):
@@ -116,6 +121,11 @@ class ProbeSettings(_Group):
     defocus_cm: float = 0.0
     initial: Path | None = None
     rescale_intensity: bool = True
+    # constraints of the refined probe, applied after each update (all off by default)
+    power_normalize: bool = False  # keep the total power sum |P|^2 of the initial probe
+    support_radius_px: float | None = Field(None, gt=0)  # zero outside a centred disk
+    center: bool = False  # keep the centre of mass of sum_m |P_m|^2 at the array centre
+    orthogonalize: bool = False  # orthogonal modes, strongest first, total power unchanged
 
 
 class ParameterSettings(_Group):
@@ -161,6 +171,29 @@ class OptimizationSettings(_Group):
     n_batch_per_update: int | None = Field(None, ge=1)
 
 
+class JobqueueSettings(_Group):
+    """dask-jobqueue options for ``execution.cluster = "slurm"`` or ``"pbs"``.
+
+    Unset values come from Dask's ``jobqueue.<slurm|pbs>`` configuration
+    (``deploy/jobqueue.yaml`` copied to ``~/.config/dask/``), else cores = ``threads``,
+    memory 4 GiB, 1 worker process per job.
+    """
+    jobs: int | None = Field(None, ge=1)  # default: n_workers / processes, or 1
+    cores: int | None = Field(None, ge=1)
+    memory: str | None = None  # per job, e.g. "8GiB"
+    processes: int | None = Field(None, ge=1)  # Dask workers per job
+    gpus: int = Field(0, ge=0)  # per job: --gres=gpu:G (SLURM), :ngpus=G (PBS)
+    walltime: str | None = None  # e.g. "01:00:00"
+    queue: str | None = None  # SLURM partition / PBS queue
+    account: str | None = None
+    local_directory: str | None = None
+    log_directory: str | None = None
+    adapt: bool = False  # adaptive between minimum_jobs and maximum_jobs
+    minimum_jobs: int | None = Field(None, ge=1)
+    maximum_jobs: int | None = Field(None, ge=1)
+    timeout: float = Field(600.0, gt=0)  # seconds to wait for the workers
+
+
 class ExecutionSettings(_Group):
     engine: Literal["local", "dask", "mpi"] = "local"
     mode: Literal["dp", "do", "h5"] = "dp"
@@ -171,6 +204,7 @@ class ExecutionSettings(_Group):
     cluster: str = "local"
     threads: int = Field(1, ge=1)
     gpu_tasks: bool = False  # Dask: gradient tasks ask for resources={"GPU": 1}
+    jobqueue: JobqueueSettings = Field(default_factory=JobqueueSettings)
 
 
 class OutputSettings(_Group):

@@ -164,10 +164,87 @@ class ObjectParameter(RefinableParameter):
 
 @register_parameter
 class ProbeParameter(RefinableParameter):
-    """The probe modes ``[n_modes, py, px, 2]`` (real, imag)."""
+    """The probe modes ``[n_modes, py, px, 2]`` (real, imag).
+
+    Optional constraints (all off by default; ``probe.*`` settings), applied after each update
+    and, when the probe is refined, once at construction (see :func:`constrain_probe`):
+    ``center`` (centre of mass of the total intensity to the array centre),
+    ``support_radius_px`` (zero outside a centred disk), ``orthogonalize`` (orthogonal modes,
+    strongest first) and ``power_normalize`` (total power ``sum |P|^2`` kept at its value
+    for the value given here, :attr:`initial_power`).
+    """
 
     name = "probe"
     kernel_key = "probe"
+
+    def __init__(self, value, settings, *, power_normalize: bool = False,
+                 support_radius_px: float | None = None, center: bool = False,
+                 orthogonalize: bool = False) -> None:
+        super().__init__(value, settings)
+        if support_radius_px is not None and not support_radius_px > 0:
+            raise ValueError(f"probe support_radius_px must be > 0, got {support_radius_px!r}")
+        self.power_normalize = bool(power_normalize)
+        self.support_radius_px = support_radius_px
+        self.center = bool(center)
+        self.orthogonalize = bool(orthogonalize)
+        self.initial_power = float(np.sum(np.square(self.value, dtype=np.float64)))
+        if self.refined:
+            self.constrain()
+
+    def constrain(self) -> None:
+        constrain_probe(self.value,
+                        initial_power=self.initial_power if self.power_normalize else None,
+                        support_radius_px=self.support_radius_px, center=self.center,
+                        orthogonalize=self.orthogonalize)
+
+
+def constrain_probe(v: np.ndarray, *, initial_power: float | None = None,
+                    support_radius_px: float | None = None, center: bool = False,
+                    orthogonalize: bool = False) -> None:
+    """Project probe modes ``v`` ``[n_modes, py, px, 2]`` onto their constraints, in place.
+
+    In this order: ``center`` rolls all modes together by whole pixels so that the centre of
+    mass of ``sum_m |P_m|^2`` lies within half a pixel of ``((py-1)/2, (px-1)/2)``;
+    ``support_radius_px`` zeroes every mode outside the disk of that radius about the same
+    centre; ``orthogonalize`` replaces the modes by orthogonal ones spanning the same space,
+    strongest first (each mode's global phase chosen to stay closest to the mode it replaces;
+    the intensity ``sum_m |P_m|^2`` of every pixel is unchanged); ``initial_power`` (when
+    given) rescales all modes so that ``sum |P|^2`` equals it.
+    """
+    from .physics.probes import orthogonalize_modes, to_complex
+
+    ny, nx = v.shape[1:3]
+    cy, cx = (ny - 1) / 2.0, (nx - 1) / 2.0
+    if center:
+        intensity = np.sum(np.square(v, dtype=np.float64), axis=(0, 3))
+        total = intensity.sum()
+        if total > 0:
+            com_y = float(intensity.sum(axis=1) @ np.arange(ny)) / total
+            com_x = float(intensity.sum(axis=0) @ np.arange(nx)) / total
+            shift = (int(round(cy - com_y)), int(round(cx - com_x)))
+            if shift != (0, 0):
+                v[...] = np.roll(v, shift, axis=(1, 2))
+    outside = None
+    if support_radius_px is not None:
+        y = np.arange(ny) - cy
+        x = np.arange(nx) - cx
+        outside = y[:, None] ** 2 + x[None, :] ** 2 > float(support_radius_px) ** 2
+        v[:, outside, :] = 0
+    if orthogonalize and v.shape[0] > 1:
+        old = to_complex(v.astype(np.float64))
+        new = orthogonalize_modes(old)
+        overlap = np.sum(np.conj(new) * old, axis=(1, 2))
+        mag = np.abs(overlap)
+        phase = np.where(mag > 0, overlap / np.where(mag > 0, mag, 1.0), 1.0)
+        new *= phase[:, None, None]
+        if outside is not None:
+            new[:, outside] = 0  # exactly: the SVD leaves rounding-level values there
+        v[..., 0] = new.real
+        v[..., 1] = new.imag
+    if initial_power is not None:
+        power = float(np.sum(np.square(v, dtype=np.float64)))
+        if power > 0 and initial_power > 0:
+            v *= np.asarray(math.sqrt(initial_power / power), v.dtype)
 
 
 @register_parameter

@@ -27,6 +27,12 @@ def _geometry(name: str) -> Geometry:
     if name == "multidistance_holography":
         return Geometry(psize_m=1e-7, obj_shape=(12, 12, 1), probe_shape=(10, 10), n_tiles=4,
                         free_prop_m=(1e-4, 2e-4), safe_zone_px=2, **common)
+    if name == "multidistance_ctf":  # a weak object (phase ~0.06 rad): intensities stay > 0
+        return Geometry(psize_m=1e-9, obj_shape=(12, 12, 1), probe_shape=(10, 10), n_tiles=4,
+                        free_prop_m=(1e-4, 2e-4), safe_zone_px=2, **common)
+    if name == "minuslog_tomography":
+        return Geometry(psize_m=1e-8, obj_shape=(8, 10, 3), probe_shape=(8, 10), n_tiles=1,
+                        **common)
     if name == "sparse_multislice":
         return Geometry(psize_m=1e-8, obj_shape=(14, 15, 3), probe_shape=(8, 8), n_tiles=3,
                         slice_pos_m=(0.0, 4e-7, 1.1e-6), **common)

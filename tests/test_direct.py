@@ -84,7 +84,10 @@ def direct_intensity(name, geom, obj, probe_ri, pos, tiles):
     return np.stack(out)
 
 
-CASES = sorted(MODELS) + ["farfield_ptychography:real_imag"]
+# approximate models (linearised CTF, line integrals) are checked in test_ctf.py and
+# test_minuslog.py: they cannot equal the exact wave computation written here
+CASES = sorted(n for n in MODELS if n not in ("multidistance_ctf", "minuslog_tomography")) \
+    + ["farfield_ptychography:real_imag"]
 
 
 @pytest.mark.parametrize("backend", ["torch", "autograd"])

@@ -103,7 +103,7 @@ def test_supplement_code_example(tmp_path):
     params_ptych = {"fname": "data.h5",
                     "theta_st": 0,
                     "theta_end": 0,
-                    "n_epochs": 2,
+                    "n_epochs": 6,
                     "obj_size": (64, 64, 1),
                     "two_d_mode": True,
                     "energy_ev": 8801.121930115722,

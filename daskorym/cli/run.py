@@ -18,7 +18,15 @@ from .main import main
 @click.option("--engine", type=click.Choice(["local", "dask", "mpi"]), help="Where to run.")
 @click.option("--mode", type=click.Choice(["dp", "do", "h5"]), help="Update/distribution mode.")
 @click.option("--workers", "n_workers", type=int, help="Number of Dask workers.")
-@click.option("--cluster", help="Dask cluster: local (default) or a scheduler address.")
+@click.option("--cluster", help="Dask cluster: local (default), slurm or pbs (dask-jobqueue: "
+              "workers as batch jobs), a scheduler address or a scheduler file (.json).")
+@click.option("--jobs", type=int, help="slurm/pbs: number of worker jobs.")
+@click.option("--cores", type=int, help="slurm/pbs: cores per job.")
+@click.option("--memory", help="slurm/pbs: memory per job, e.g. 8GiB.")
+@click.option("--gpus", type=int, help="slurm/pbs: GPUs per job.")
+@click.option("--walltime", help="slurm/pbs: job walltime, e.g. 01:00:00.")
+@click.option("--queue", help="slurm/pbs: partition (SLURM) or queue (PBS).")
+@click.option("--account", help="slurm/pbs: account to charge.")
 @click.option("--backend", type=click.Choice(["torch", "autograd"]), help="Array backend.")
 @click.option("--device", help="torch device, e.g. cpu or cuda:0.")
 @click.option("--epochs", "n_epochs", type=int, help="Number of epochs.")
@@ -34,7 +42,9 @@ def reconstruct(config: Path, overrides: tuple[str, ...], resume: bool, quiet: b
              "n_workers": "execution.n_workers", "cluster": "execution.cluster",
              "backend": "execution.backend",
              "device": "execution.device", "n_epochs": "optimization.n_epochs",
-             "folder": "output.folder"}
+             "folder": "output.folder",
+             **{k: f"execution.jobqueue.{k}"
+                for k in ("jobs", "cores", "memory", "gpus", "walltime", "queue", "account")}}
     extra = [f"{flags[k]}={_toml(v)}" for k, v in opts.items() if v is not None]
     if resume:
         extra.append("output.resume=true")

@@ -114,7 +114,10 @@ class Reconstruction:
         probe_step = 1e-2 * float(np.abs(probe).max())
         params: dict[str, RefinableParameter] = {
             "object": obj,
-            "probe": ProbeParameter(probe, _with_step(s.parameters["probe"], probe_step)),
+            "probe": ProbeParameter(probe, _with_step(s.parameters["probe"], probe_step),
+                                    power_normalize=s.probe.power_normalize,
+                                    support_radius_px=s.probe.support_radius_px,
+                                    center=s.probe.center, orthogonalize=s.probe.orthogonalize),
         }
         pos_settings = s.parameters.get("probe_pos")
         if pos_settings is None:

@@ -14,7 +14,8 @@ from ..models import ForwardModel, Geometry, TileBatch, get_model
 from ..physics import probes
 from ..regularizers import L1Regularizer, Regularizer, ReweightedL1Regularizer, TVRegularizer
 
-FULL_FIELD_MODELS = ("fullfield_cdi", "tiled_holography", "multidistance_holography")
+FULL_FIELD_MODELS = ("fullfield_cdi", "tiled_holography", "multidistance_holography",
+                     "multidistance_ctf", "minuslog_tomography")
 
 
 @dataclass
@@ -86,6 +87,8 @@ class Problem:
         return self._magnitudes(self.dataset.read(int(i_theta), np.asarray(tiles)))
 
     def _magnitudes(self, data: np.ndarray) -> np.ndarray:
+        if self.settings.dataset.is_minus_logged:
+            return np.asarray(data, np.float32)  # line integrals, compared as they are
         if self.settings.dataset.raw_data_type == "intensity":
             return np.sqrt(data)
         return data
@@ -98,6 +101,10 @@ def _choose_model(settings: Settings, ds: Dataset, obj_shape, geometry_kw) -> st
     name = settings.model.name
     if name != "auto":
         return name
+    if settings.dataset.is_minus_logged:
+        return "minuslog_tomography"
+    if settings.model.forward_algorithm == "ctf":
+        return "multidistance_ctf"
     if settings.model.slice_pos_cm and len(settings.model.slice_pos_cm) > 1:
         return "sparse_multislice"
     dists = geometry_kw["free_prop_m"]

@@ -65,8 +65,11 @@ class DaskReconstruction(Reconstruction):
                               f"momentum)")
         if obj.support is not None:
             raise ConfigError("a finite support is not available in the dask engine yet")
+        jobqueue = s.execution.jobqueue.model_dump(exclude_none=True)
+        timeout = jobqueue.pop("timeout")
         self.client, self._cluster = connect(self._client_arg, s.execution.cluster,
-                                             s.execution.n_workers, s.execution.threads)
+                                             s.execution.n_workers, s.execution.threads,
+                                             jobqueue=jobqueue, timeout=timeout)
         self.workers = sorted(self.client.scheduler_info()["workers"])
         ly = self.problem.geometry.obj_shape[0]
         h = self._slab_height_arg or -(-ly // len(self.workers))

@@ -6,6 +6,7 @@ setting ``name`` and ``inputs`` and decorating it with :func:`register_model`.
 
 from .base import MODELS, ForwardModel, Geometry, TileBatch, get_model, register_model
 from .multidistance import MultiDistanceHolography
+from .ctf import MinusLogTomography, MultiDistanceCTF  # noqa: F401
 from .ptychography import FarFieldPtychography, FullFieldCDI, NearFieldPtychography, TiledHolography
 from .sparse import SparseMultislicePtychography
 

@@ -1,0 +1,63 @@
+"""The method examples (CDI, near-field ptychography, sparse multislice, tiled holography)
+run in their quick configuration and reach the errors / SSIMs they document.
+
+Thresholds hold with margin at the quick size (measured values in the comments)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(script: str, tmp_path: Path) -> str:
+    out = subprocess.run([sys.executable, str(EXAMPLES / script), "--quick", "--out",
+                          str(tmp_path / "ex")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "results in" in out.stdout
+    assert (tmp_path / "ex" / "comparison.png").stat().st_size > 0
+    print(out.stdout)
+    return out.stdout
+
+
+def _numbers(stdout: str, line_start: str = "") -> tuple[float, float]:
+    m = re.search(re.escape(line_start) + r".*?complex error ([0-9.]+), delta SSIM (-?[0-9.]+)",
+                  stdout)
+    assert m, stdout
+    return float(m.group(1)), float(m.group(2))
+
+
+def test_cdi_quick(tmp_path):
+    """Shrink-wrap tightens the loose support to about the object's area (its box: 0.25)."""
+    stdout = _run("cdi.py", tmp_path)
+    err, s = _numbers(stdout)
+    area = float(re.search(r"support area ([0-9.]+)", stdout).group(1))
+    start = float(re.search(r"loose start ([0-9.]+)", stdout).group(1))
+    assert area < start - 0.08 and 0.15 < area < 0.3  # measured 0.209 from 0.353
+    assert err < 0.3 and s > 0.7  # measured 0.22 and 0.84; see the example's docstring
+
+
+def test_nearfield_ptycho_quick(tmp_path):
+    err, s = _numbers(_run("nearfield_ptycho.py", tmp_path))
+    assert s > 0.95 and err < 0.05  # measured 0.9999 and 0.0044
+
+
+def test_sparse_multislice_quick(tmp_path):
+    stdout = _run("sparse_multislice.py", tmp_path)
+    slices = re.findall(r"slice (\d) at z = [0-9.]+ um: complex error ([0-9.]+), delta SSIM "
+                        r"([0-9.]+)", stdout)
+    assert len(slices) == 3
+    m = re.search(r"^complex error ([0-9.]+), delta SSIM ([0-9.]+)", stdout, re.M)
+    err, worst = float(m.group(1)), float(m.group(2))
+    assert worst > 0.6 and err < 0.3  # measured worst slice 0.76, mean error 0.17
+
+
+def test_tiled_holography_quick(tmp_path):
+    stdout = _run("tiled_holography.py", tmp_path)
+    err_u, _ = _numbers(stdout, "untiled")
+    err_t, _ = _numbers(stdout, "tiled (")
+    assert err_u < 0.55 and err_t < 0.6  # measured 0.41 and 0.48
+    assert "relative difference tiled vs untiled" in stdout
