@@ -164,23 +164,7 @@ def test_cli_reconstruct_on_slurm(small_2d, tmp_path):
     yaml = (Path(__file__).resolve().parents[1] / "deploy" / "jobqueue.yaml").read_text()
     # 2 GiB jobs (the file's 4 GiB x 2 may not fit a small test machine's node)
     (conf / "jobqueue.yaml").write_text(yaml.replace("memory: 4GiB", "memory: 2GiB", 1))
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(f"""
-[dataset]
-path = "{small_2d}"
-[model]
-unknown_type = "real_imag"
-[object]
-shape = [48, 48, 1]
-[optimization]
-n_epochs = 2
-minibatch_size = 8
-[output]
-folder = "{tmp_path / 'out'}"
-progress = false
-preview_every_epochs = 1000
-preview_every_minutes = 1000
-""")
+    cfg = _run_toml(small_2d, tmp_path)
     exe = Path(sys.executable).with_name("daskorym")
     cmd = [str(exe), "reconstruct", str(cfg), "--engine", "dask", "--cluster", "slurm",
            "--workers", "2", "--quiet"]
