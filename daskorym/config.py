@@ -205,6 +205,10 @@ class ExecutionSettings(_Group):
     threads: int = Field(1, ge=1)
     gpu_tasks: bool = False  # Dask: gradient tasks ask for resources={"GPU": 1}
     jobqueue: JobqueueSettings = Field(default_factory=JobqueueSettings)
+    # Dask: what a run does when a worker holding object slabs is lost ('epoch': the client
+    # keeps the state at the start of each epoch and redoes the epoch on the workers left)
+    recovery: Literal["epoch", "off"] = "epoch"
+    max_recoveries: int = Field(3, ge=0)
 
 
 class OutputSettings(_Group):

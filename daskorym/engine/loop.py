@@ -87,6 +87,7 @@ class Reconstruction:
         self._rot_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self._reg_value = 0.0
         self._seconds = 0.0
+        self._point = None  # what a run goes back to when workers are lost (Dask)
         self._previews = PreviewSchedule(s.output.preview_every_epochs,
                                          s.output.preview_every_minutes)
         self._setup_engine()
@@ -350,35 +351,22 @@ class Reconstruction:
         show = s.output.progress
         if show and self.i_batch == 0:
             tqdm.write(self.summary())
+        recoveries = 0
         while self.epoch < target:
-            batches = epoch_batches(s.optimization.seed, self.epoch, self.problem.n_theta,
-                                    self.problem.n_tiles, s.optimization.minibatch_size,
-                                    s.optimization.randomize_probe_pos)
-            t_epoch = time.perf_counter()
-            bar = tqdm(total=len(batches), initial=self.next_batch, disable=not show,
-                       desc=f"epoch {self.epoch + 1}/{target}", unit="batch", leave=False)
-            for k in range(self.next_batch, len(batches)):
-                t0 = time.perf_counter()
-                # engines that work ahead (the Dask engine's rotations) look at the next batch
-                self._next_spec = batches[k + 1] if k + 1 < len(batches) else None
-                loss = self._run_batch(batches[k])
-                dt = time.perf_counter() - t0
-                self._seconds += dt
-                self.history.append((self.epoch, k, loss, dt))
-                self.out.append_loss(self.epoch, k, loss, dt)
-                self.next_batch = k + 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4g}")
-                if s.output.store_checkpoint and self.i_batch % s.output.n_batch_per_checkpoint == 0:
-                    self.checkpoint()
-            bar.close()
-            self.epoch += 1
-            self.next_batch = 0
-            if show:
-                tqdm.write(f"epoch {self.epoch}/{target}: loss {self.history[-1][2]:.6g}, "
-                           f"{time.perf_counter() - t_epoch:.2f} s")
-            if self._outputs_due():
-                self.write_outputs()
+            try:
+                # (if workers are lost while this is taken, the previous epoch's point is used)
+                self._point = self._recovery_point()
+                self._run_epoch(target, show)
+            except Exception as err:
+                reason = self._lost_workers(err)
+                if self._point is None or reason is None:
+                    raise
+                recoveries += 1
+                limit = s.execution.max_recoveries
+                if recoveries > limit:
+                    raise RuntimeError(f"{reason}; gave up after {limit} recoveries in this run "
+                                       f"(execution.max_recoveries)") from err
+                self._recover(self._point, reason)
         if s.output.store_checkpoint:
             self.checkpoint()
         result = self.result()
@@ -386,6 +374,38 @@ class Reconstruction:
             tqdm.write(f"done: {self.epoch} epochs, final loss {result.final_loss:.6g}, "
                        f"{self._seconds:.1f} s computing; results in {self.out.path}")
         return result
+
+    def _run_epoch(self, target: int, show: bool) -> None:
+        """The rest of the current epoch (from ``next_batch``), then its outputs."""
+        s = self.settings
+        batches = epoch_batches(s.optimization.seed, self.epoch, self.problem.n_theta,
+                                self.problem.n_tiles, s.optimization.minibatch_size,
+                                s.optimization.randomize_probe_pos)
+        t_epoch = time.perf_counter()
+        bar = tqdm(total=len(batches), initial=self.next_batch, disable=not show,
+                   desc=f"epoch {self.epoch + 1}/{target}", unit="batch", leave=False)
+        for k in range(self.next_batch, len(batches)):
+            t0 = time.perf_counter()
+            # engines that work ahead (the Dask engine's rotations) look at the next batch
+            self._next_spec = batches[k + 1] if k + 1 < len(batches) else None
+            loss = self._run_batch(batches[k])
+            dt = time.perf_counter() - t0
+            self._seconds += dt
+            self.history.append((self.epoch, k, loss, dt))
+            self.out.append_loss(self.epoch, k, loss, dt)
+            self.next_batch = k + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4g}")
+            if s.output.store_checkpoint and self.i_batch % s.output.n_batch_per_checkpoint == 0:
+                self.checkpoint()
+        bar.close()
+        self.epoch += 1
+        self.next_batch = 0
+        if show:
+            tqdm.write(f"epoch {self.epoch}/{target}: loss {self.history[-1][2]:.6g}, "
+                       f"{time.perf_counter() - t_epoch:.2f} s")
+        if self._outputs_due():
+            self.write_outputs()
 
     def _outputs_due(self) -> bool:
         """Whether results and previews are written after this epoch."""
@@ -417,7 +437,9 @@ class Reconstruction:
         self.out.write_previews(self.object, ut)
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self) -> None:
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Everything a run needs to continue: ``(arrays, meta)`` as a checkpoint holds them
+        (the arrays are the live ones: copy them to keep them)."""
         arrays: dict[str, np.ndarray] = {}
         for p in self.params.values():
             arrays.update(p.arrays())
@@ -429,10 +451,10 @@ class Reconstruction:
                 "reg_value": self._reg_value, "seconds": self._seconds,
                 "n_updates": {k: p.n_updates for k, p in self.params.items()},
                 "settings": self.settings.to_json_dict()}
-        save_checkpoint(self.out.path, arrays=arrays, meta=meta)
+        return arrays, meta
 
-    def _restore(self) -> None:
-        arrays, meta = load_checkpoint(self.out.path)
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """Continue from ``(arrays, meta)`` of :meth:`state` (the arrays are copied)."""
         for name, p in self.params.items():
             p.load_arrays(arrays, meta["n_updates"][name])
         self.epoch, self.next_batch = int(meta["epoch"]), int(meta["next_batch"])
@@ -441,7 +463,31 @@ class Reconstruction:
         self._reg_value, self._seconds = float(meta["reg_value"]), float(meta["seconds"])
         if self._pending:
             self._grad_rot = np.array(arrays["engine/grad_rot"])
+        elif self._grad_rot is not None:
+            self._grad_rot[...] = 0
+        self._rot_cache = None
+        self.history = [h for h in self.history if (h[0], h[1]) < (self.epoch, self.next_batch)]
         self.out.truncate_loss(self.epoch, self.next_batch - 1)
+
+    def checkpoint(self) -> None:
+        arrays, meta = self.state()
+        save_checkpoint(self.out.path, arrays=arrays, meta=meta)
+
+    def _restore(self) -> None:
+        self.load_state(*load_checkpoint(self.out.path))
+
+    # ------------------------------------------------------------------ lost workers
+    def _recovery_point(self):
+        """What :meth:`_recover` rolls back to if workers are lost during the next epoch
+        (``None``: this engine has no workers to lose)."""
+        return None
+
+    def _lost_workers(self, err: BaseException) -> str | None:
+        """Why ``err`` means workers were lost (``None``: it does not)."""
+        return None
+
+    def _recover(self, point, reason: str) -> None:
+        raise NotImplementedError
 
 
 def _with_step(ps, default: float):

@@ -23,9 +23,15 @@ with slabs in Zarr files (see :mod:`daskorym.execution.h5`).
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import CancelledError
 from typing import Any
 
 import numpy as np
+from distributed import wait
+from distributed.comm.core import CommClosedError
+from distributed.scheduler import KilledWorker
+from tqdm.auto import tqdm
 
 from ..config import ConfigError
 from ..engine.loop import Reconstruction
@@ -75,13 +81,16 @@ class DaskReconstruction(Reconstruction):
         h = self._slab_height_arg or -(-ly // len(self.workers))
         self.bounds = [(y0, min(y0 + h, ly)) for y0 in range(0, ly, h)]
         self.owners = [self.workers[i % len(self.workers)] for i in range(len(self.bounds))]
-        self._model_f = self.client.scatter(self.problem.model, broadcast=True)
+        self._model_f = self.client.scatter(self.problem.model, broadcast=True, hash=False)
         # GPU workers declare a "GPU" resource; gradient tasks then run only there and
         # return NumPy arrays (CUDA tensors are not sent between processes)
         self._resources = {"resources": {"GPU": 1}} if s.execution.gpu_tasks else {}
         self._scatter_object(obj.value, obj.state)
         self._rot: tuple[Any, list] | None = None
         self._readers: list[list] = [[] for _ in self.bounds]
+        self._watch_s = 2.0  # how often a long wait checks that the owners are alive
+        self._worker_timeout = float(timeout)
+        self.recoveries: list[tuple[int, int, str, int]] = []  # (epoch, batch, why, workers)
 
     def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray],
                         grad: np.ndarray | None = None) -> None:
@@ -89,11 +98,11 @@ class DaskReconstruction(Reconstruction):
         c = self.client
         self._slab = [c.scatter(tasks.SlabRecord(value[a:b], {k: v[a:b] for k, v in state.items()},
                                                  np.zeros_like(value[a:b]) if grad is None
-                                                 else grad[a:b]), workers=[w])
+                                                 else grad[a:b]), workers=[w], hash=False)
                       for (a, b), w in zip(self.bounds, self.owners)]
 
     def _records(self) -> list[tasks.SlabRecord]:
-        return self.client.gather(self._slab)
+        return self._gather(self._slab)
 
     @property
     def object(self) -> np.ndarray:
@@ -101,7 +110,7 @@ class DaskReconstruction(Reconstruction):
 
     def close(self) -> None:
         super().close()
-        self._slab, self._rot = [], None
+        self._slab, self._rot, self._readers = [], None, []
         self._model_f = None  # release our data before a cluster we made goes away
         client = getattr(self, "client", None)
         if client is not None and self._cluster is not None:
@@ -184,7 +193,8 @@ class DaskReconstruction(Reconstruction):
                     self._submit_add(i, res)
         if self._next_spec is not None and "obj" in wrt:
             self._rotated_futures(self._next_spec.i_theta)  # queued behind the update
-        shares = c.gather([c.submit(tasks.small_grads, r, priority=1) for r, _ in results])
+        shares = self._gather([c.submit(tasks.small_grads, r, priority=1)
+                               for r, _ in results])
         loss = float(sum(v for v, _ in shares))
         for p in self.params.values():
             if p.kernel_key in wrt and p.name != "object":
@@ -215,16 +225,113 @@ class DaskReconstruction(Reconstruction):
         self._obj_version += 1
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self) -> None:
+    def _pull_object(self) -> None:
+        """Bring the owners' slabs (object, optimizer state, gradient) to the client."""
         obj = self.params["object"]
-        records = self._records()
+        records = self._gather(self._slab)
         obj.value = np.concatenate([r.obj for r in records])
         obj.state = {k: np.concatenate([r.state[k] for r in records]) for k in obj.state}
         if self._pending:
             self._grad_rot = np.concatenate([r.grad for r in records])
-        super().checkpoint()
 
-    def _restore(self) -> None:
-        super()._restore()
+    def _push_object(self) -> None:
         obj = self.params["object"]
         self._scatter_object(obj.value, obj.state, self._grad_rot if self._pending else None)
+
+    def state(self):
+        self._pull_object()
+        return super().state()
+
+    def load_state(self, arrays, meta) -> None:
+        super().load_state(arrays, meta)
+        self._rot = None
+        self._readers = [[] for _ in self.bounds]
+        self._push_object()
+
+    # ------------------------------------------------------------------ lost workers
+    def _gather(self, futures: list) -> list:
+        """``client.gather`` that notices lost owners instead of waiting for ever (a task
+        restricted to a worker that is gone would never run)."""
+        c = self.client
+        while True:
+            try:
+                wait([f for f in futures if f is not None], timeout=self._watch_s)
+                break
+            except TimeoutError:
+                gone = set(self.workers) - set(_alive(c))
+                if gone:
+                    raise WorkerLost(f"worker(s) {sorted(gone)} left the cluster") from None
+        return c.gather(futures)
+
+    def _recovery_point(self):
+        if self.settings.execution.recovery == "off":
+            return None
+        arrays, meta = self.state()
+        point = {k: np.array(v) for k, v in arrays.items()}, meta
+        alive = _alive(self.client)
+        if len(self.workers) < len(self.bounds) and set(alive) > set(self.workers):
+            # workers came back (a replacement job, a restarted nanny): deal the slabs out again
+            self._deal(alive)
+            self.load_state(*point)
+        return point
+
+    def _deal(self, workers: list[str]) -> None:
+        """The same slabs, their owners dealt out over ``workers``."""
+        self.workers = list(workers)
+        self.owners = [workers[i % len(workers)] for i in range(len(self.bounds))]
+
+    def _lost_workers(self, err: BaseException) -> str | None:
+        if isinstance(err, WorkerLost):
+            return str(err)
+        lost_data = "lost dependencies" in str(err) or "lost" in str(err).lower()
+        if isinstance(err, (CancelledError, KilledWorker, CommClosedError, OSError)) or lost_data:
+            gone = self._wait_for_loss()
+            if gone:
+                return f"worker(s) {sorted(gone)} left the cluster ({type(err).__name__})"
+            if lost_data:  # results held by a worker that has already been replaced
+                return f"results were lost with a worker ({type(err).__name__})"
+        return None
+
+    def _wait_for_loss(self, seconds: float = 10.0) -> set:
+        """The workers of this run the scheduler no longer lists (it may take a moment)."""
+        t0 = time.monotonic()
+        while True:
+            gone = set(self.workers) - set(_alive(self.client))
+            if gone or time.monotonic() - t0 > seconds:
+                return gone
+            time.sleep(0.2)
+
+    def _recover(self, point, reason: str) -> None:
+        """Drop every task, spread the slabs over the workers left, go back to ``point``."""
+        arrays, meta = point
+        self.client.cancel([f for f in self._slab + (self._rot[1] if self._rot else [])
+                            if f is not None and not isinstance(f, int)], force=True)
+        self._slab, self._rot = [], None
+        workers = _alive(self.client)
+        t0 = time.monotonic()
+        while not workers and time.monotonic() - t0 < self._worker_timeout:
+            time.sleep(1.0)
+            workers = _alive(self.client)
+        if not workers:
+            raise WorkerLost(f"{reason}, and no worker came back within "
+                             f"{self._worker_timeout:.0f} s")
+        self._deal(workers)
+        self._model_f = self.client.scatter(self.problem.model, broadcast=True, hash=False)
+        self.recoveries.append((int(meta["epoch"]), int(meta["next_batch"]), reason,
+                                len(workers)))
+        if self.settings.output.progress:
+            tqdm.write(f"daskorym: {reason}; continuing on {len(workers)} worker(s) from epoch "
+                       f"{int(meta['epoch']) + 1}, batch {int(meta['next_batch'])}")
+        self.load_state(arrays, meta)
+
+
+class WorkerLost(RuntimeError):
+    """A worker holding part of the object left the cluster."""
+
+
+def _alive(client) -> list[str]:
+    return sorted(client.run_on_scheduler(_worker_addresses))
+
+
+def _worker_addresses(dask_scheduler=None) -> list[str]:
+    return [a for a, ws in dask_scheduler.workers.items() if ws.status.name == "running"]

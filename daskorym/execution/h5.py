@@ -97,7 +97,7 @@ class DaskH5Reconstruction(DaskReconstruction):
         self._slab = [None] * len(self.bounds)  # tokens: the last task that wrote each slab
 
     def _wait(self) -> None:
-        self.client.gather([t for t in self._slab if t is not None])
+        self._gather([t for t in self._slab if t is not None])
 
     @property
     def object(self) -> np.ndarray:
@@ -134,17 +134,10 @@ class DaskH5Reconstruction(DaskReconstruction):
                                            cfg, n_updates, cons, *deps, workers=[self.owners[i]],
                                            pure=False)
 
-    def checkpoint(self) -> None:
+    def _pull_object(self) -> None:
         obj = self.params["object"]
         obj.value = self.object
         obj.state = {k[6:]: ZarrStore.open(p, mode="r").read_all()
                      for k, p in self.paths.items() if k.startswith("state/")}
         if self._pending:
             self._grad_rot = ZarrStore.open(self.paths["grad"], mode="r").read_all()
-        super(DaskReconstruction, self).checkpoint()
-
-    def _restore(self) -> None:
-        super(DaskReconstruction, self)._restore()
-        obj = self.params["object"]
-        self._scatter_object(obj.value, obj.state, self._grad_rot if self._pending else None)
-
