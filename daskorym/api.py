@@ -57,8 +57,8 @@ IGNORED = {
 }
 # accepted only with their default value (other values are not available yet)
 ONLY_DEFAULT = {
-    "theta_downsample": None, "is_minus_logged": False, "multiscale_level": 1,
-    "update_using_external_algorithm": None, "forward_algorithm": "fresnel",
+    "theta_downsample": None, "multiscale_level": 1,
+    "update_using_external_algorithm": None,
     "shared_probe_among_angles": True, "probe_extra_defocus_cm": None, "use_epie": False,
     "xpu": False, "run_bfloat16": False,
 }
@@ -98,6 +98,7 @@ HANDLED = {
     "probe_update_delay", "probe_update_limit", "optimize_all_probe_pos",
     "all_probe_pos_learning_rate", "optimizer_all_probe_pos", "other_params_update_delay",
     "pupil_function", "backend", "t_max_min", "run_float64", "initial_tilt", "ctf_lg_kappa",
+    "forward_algorithm", "is_minus_logged",
     *REFINE_NAMES,
     # daskorym's own execution keywords (DESIGN.md)
     "engine", "mode", "n_workers", "cluster", "seed", "progress", "threads",
@@ -177,7 +178,8 @@ def adorym_to_settings(p: dict) -> tuple[dict, InMemoryInputs]:
     free = g("free_prop_cm")
     s: dict[str, Any] = {
         "dataset": {"path": str(save_path / g("fname")),
-                    "raw_data_type": g("raw_data_type", "magnitude")},
+                    "raw_data_type": g("raw_data_type", "magnitude"),
+                    "is_minus_logged": bool(g("is_minus_logged", False))},
         "geometry": {"theta_st_rad": float(g("theta_st", 0.0)),
                      "theta_end_rad": float(g("theta_end", math.pi)),
                      "sign_convention": int(g("sign_convention", 1)),
@@ -185,15 +187,18 @@ def adorym_to_settings(p: dict) -> tuple[dict, InMemoryInputs]:
                      "normalize_fft": bool(g("normalize_fft", False))},
         "model": {"name": model_name, "unknown_type": g("unknown_type", "delta_beta"),
                   "binning": int(g("binning", 1)), "pure_projection": bool(g("pure_projection", False)),
-                  "safe_zone_px": int(g("safe_zone_width", 0) or 0),
-                  "scale_ri_by_k": bool(g("scale_ri_by_k", True))},
+                  # 0 or unset: the dataset's own buffer (metadata/safe_zone_px), if any
+                  "safe_zone_px": int(g("safe_zone_width")) if g("safe_zone_width") else None,
+                  "scale_ri_by_k": bool(g("scale_ri_by_k", True)),
+                  "forward_algorithm": g("forward_algorithm", "fresnel") or "fresnel"},
         "object": {"shape": list(g("obj_size")) if g("obj_size") is not None else None,
                    "non_negativity": bool(g("non_negativity", False)),
                    "object_type": g("object_type", "normal"),
                    "shrink_threshold": float(g("shrink_threshold", 1e-9))},
         "probe": {"type": {"fixed": "supplied"}.get(g("probe_type", "gaussian"), g("probe_type", "gaussian")),
                   "n_modes": int(g("n_probe_modes", 1)),
-                  "rescale_intensity": bool(g("rescale_probe_intensity", True))},
+                  "rescale_intensity": (None if g("rescale_probe_intensity") is None
+                                        else bool(g("rescale_probe_intensity")))},
         "parameters": {
             "object": _param_block(g("optimize_object", True), g("optimizer", "adam"),
                                    g("learning_rate", 1e-5), "adam"),

@@ -82,7 +82,8 @@ class ModelSettings(_Group):
     unknown_type: Literal["delta_beta", "real_imag"] = "delta_beta"
     binning: int = Field(1, ge=1)
     pure_projection: bool = False
-    safe_zone_px: int = Field(0, ge=0)
+    # buffer of each tile (tiled holography); None: the dataset's metadata/safe_zone_px, else 0
+    safe_zone_px: int | None = Field(None, ge=0)
     slice_pos_cm: list[float] | None = None
     scale_ri_by_k: bool = True
     # homogeneous object: beta = kappa * delta (kappa is the beta/delta ratio); None: independent
@@ -120,7 +121,9 @@ class ProbeSettings(_Group):
     beamstop_radius_px: float = Field(0.0, ge=0)
     defocus_cm: float = 0.0
     initial: Path | None = None
-    rescale_intensity: bool = True
+    # scale the starting probe to the data's power; None: yes, except a plane wave in the
+    # near field (holograms are flat-field corrected: the incident wave has amplitude 1)
+    rescale_intensity: bool | None = None
     # constraints of the refined probe, applied after each update (all off by default)
     power_normalize: bool = False  # keep the total power sum |P|^2 of the initial probe
     support_radius_px: float | None = Field(None, gt=0)  # zero outside a centred disk
@@ -316,7 +319,7 @@ def read_toml(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     return load_settings(data, str(path))
 
 
-_PATH_KEYS = ("dataset.path", "output.folder")
+_PATH_KEYS = ("dataset.path", "output.folder", "object.support_path")
 
 
 def _resolve_paths(data: dict, base: Path) -> None:

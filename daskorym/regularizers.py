@@ -90,7 +90,9 @@ class SupportMask:
     """Finite support ``[Ly, Lx, Lz]`` (True inside), with optional shrink-wrap.
 
     Outside the support the object is set to vacuum.  ``shrink_wrap``
-    recomputes the support as ``gaussian(|c0|, sigma) > threshold``.
+    recomputes the support as ``gaussian(|o - vacuum|, sigma) > threshold``, the distance of
+    each voxel's two channels from the vacuum value (``(0, 0)`` for delta/beta, ``(1, 0)``
+    for real/imaginary parts).
     """
 
     mask: np.ndarray
@@ -101,7 +103,9 @@ class SupportMask:
         """Set the voxels outside the support to ``vacuum`` in place."""
         obj[~self.mask] = np.asarray(vacuum, obj.dtype)
 
-    def shrink_wrap(self, obj: np.ndarray) -> None:
-        """Recompute the support from the current object (channel 0 magnitude)."""
-        blurred = gaussian_filter(np.abs(np.asarray(obj[..., 0], np.float64)), self.sigma_px)
+    def shrink_wrap(self, obj: np.ndarray, vacuum: tuple[float, float] = (0.0, 0.0)) -> None:
+        """Recompute the support from the current object's contrast against ``vacuum``."""
+        o = np.asarray(obj, np.float64)
+        contrast = np.hypot(o[..., 0] - vacuum[0], o[..., 1] - vacuum[1])
+        blurred = gaussian_filter(contrast, self.sigma_px)
         self.mask = blurred > self.threshold

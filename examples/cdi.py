@@ -2,37 +2,39 @@
 
 One far-field diffraction pattern of an isolated object (``fullfield_cdi``: a natural-image
 object of half the field's size, centred in vacuum, plane-wave illumination; 5 keV, 1 nm
-pixels) is phased by gradient descent on delta/beta.  The object is kept inside a finite
-support: it starts as a loose square (60 % of the field's side, i.e. 20 % wider than the
-object) written to ``<out>/support.npy`` (``object.support_path``: a ``.npy`` bool array of
-shape ``[Ly, Lx, Lz]`` or ``[Ly, Lx]`` (any shape that reshapes to the object's), or a
-``.tif``), and shrink-wrap (``object.shrink_cycle``, ``object.shrink_threshold``) replaces
-it every 5 iterations by ``gaussian(|delta|, 1 px) > 1e-2`` (25 % of the peak delta, 0.04),
-which tightens it to the object's outline (and drops its darkest, nearly-vacuum parts: the
-final support covers ~0.21 of the field, the object's box 0.25).  The threshold matters:
-6e-3 or 8e-3 leaves a looser support and SSIM ~0.55-0.63, 1.5e-2 cuts into the object
-(SSIM 0.16).  Prints the complex error of the transmission
-and the SSIM of the delta image on the object's box (after the registration described
-below) and the support's final area.
+pixels) is phased by gradient descent (Adam) on delta.  The object is homogeneous (one
+material, beta = kappa delta with kappa = 0.1, ``model.kappa``), peak phase 1 rad.  It is
+kept inside a finite support: it starts as a loose square (60 % of the field's side, i.e.
+20 % wider than the object) written to ``<out>/support.npy`` (``object.support_path``: a
+``.npy`` bool array of shape ``[Ly, Lx, Lz]`` or ``[Ly, Lx]`` (any shape that reshapes to the
+object's), or a ``.tif``; a relative path in a TOML is relative to the TOML file), and
+shrink-wrap (``object.shrink_cycle``, ``object.shrink_threshold``) replaces it every 5
+iterations by ``gaussian(|o - vacuum|, 1 px) > 1e-2`` (the contrast of both channels; 25 %
+of the peak delta), which tightens it to the object's outline.  Prints the complex error of
+the transmission and the SSIM of the delta image on the object's box (after the registration
+described below) and the support's final area.
 
-``--quick``: 64x64 field, 300 iterations (~25-30 s here: complex error 0.22, delta SSIM
-0.84; the support shrinks from 0.353 to 0.209 of the field).  Full size (default): the same
-field, 1000 iterations (~100 s: complex error 0.21, delta SSIM 0.85).  Noise-free data.  The
-delta SSIM stays below 0.9, and this is not a dose limit (the data are noise-free): plain
-gradient descent (Adam) on one far-field pattern of a strong object (1 rad peak phase, 50 %
-absorption, independent delta and beta images) stagnates in a partly phased state, as is
-known for CDI without projection algorithms (HIO/RAAR) or random restarts; the iterations
-beyond ~300 change little.  The comparison registers the estimate's twin (180-degree
-rotation) and an integer shift of up to 4 px, which one pattern cannot fix.
+``--quick``: 64x64 field, 300 iterations (~25 s here: complex error 0.12, delta SSIM 0.94;
+the support shrinks from 0.353 to 0.19 of the field).  Full size (default, the simulation's
+default field): 64x64, 1000 iterations (~100 s: the same numbers, converged; a 128x128 field
+needs more: SSIM 0.73 after 500 iterations).  Noise-free data.  The comparison
+registers the estimate's twin (180-degree rotation) and an integer shift of up to 4 px,
+which one pattern cannot fix.
+
+Why a homogeneous object: with delta and beta free (two unknowns per pixel from one
+pattern) plain gradient descent stagnates in a partly phased state (delta SSIM 0.48-0.85
+measured, depending on the shrink-wrap details), as is known for CDI without projection
+algorithms (HIO/RAAR); with beta = kappa delta it phases (SSIM 0.94 after 300 iterations,
+unchanged at 1000).
 
     python examples/cdi.py [--quick] [--out DIR]
 
 The same from the command line (``examples/configs/cdi.toml``; it reads the support from
-``support.npy`` in the current directory, made here with numpy)::
+``support.npy`` next to the TOML, made here with numpy)::
 
-    daskorym simulate fullfield_cdi --out data.h5 --obj-shape 64,64
+    daskorym simulate fullfield_cdi --out data.h5 --obj-shape 64,64 --kappa 0.1
     python -c "import numpy as np; y, x = np.mgrid[:64, :64] - 31.5; \\
-np.save('support.npy', np.maximum(abs(y), abs(x)) < 19.2)"
+np.save('examples/configs/support.npy', np.maximum(abs(y), abs(x)) < 19.2)"
     daskorym reconstruct examples/configs/cdi.toml --set dataset.path=data.h5
 """
 
@@ -50,12 +52,15 @@ from daskorym.simulate import simulate
 from _example import errors, fresh_folder, parser, read_truth, save_png
 
 
+KAPPA = 0.1  # beta / delta of the homogeneous object
+
+
 def main() -> None:
     args = parser(__doc__, "daskorym-example-cdi").parse_args()
     size, iters = (64, 300) if args.quick else (64, 1000)
     fresh_folder(args.out)
     data = args.out / "data.h5"
-    simulate("fullfield_cdi", data, obj_shape=(size, size), progress=False)
+    simulate("fullfield_cdi", data, obj_shape=(size, size), kappa=KAPPA, progress=False)
     truth, attrs = read_truth(args.out / "data_truth.h5")
     k1 = 2 * np.pi * attrs["psize_cm"] * 1e-2 / (HC_EV_M / attrs["energy_ev"])
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
@@ -63,6 +68,7 @@ def main() -> None:
     np.save(args.out / "support.npy", support[:, :, None])
     settings = {
         "dataset": {"path": str(data)},
+        "model": {"kappa": KAPPA},
         "object": {"shape": [size, size, 1], "support_path": str(args.out / "support.npy"),
                    "shrink_cycle": 5, "shrink_threshold": 1e-2},
         "parameters": {"object": {"optimize": True, "step_size": 1e-2}},

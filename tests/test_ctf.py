@@ -68,3 +68,34 @@ def test_ctf_model_matches_fresnel_to_first_order():
     assert errs[1] < 0.05
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] < errs[1] / 3  # first order: the error shrinks in proportion to the phase
+
+
+def test_adorym_forward_algorithm_ctf(tmp_path):
+    """reconstruct_ptychography(forward_algorithm='ctf', ctf_lg_kappa=...) runs the same
+    reconstruction as the settings ``model.forward_algorithm = "ctf"``, ``model.kappa``."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    import daskorym
+    from daskorym.config import ObjectSettings
+    path = Path(__file__).resolve().parents[1] / "examples" / "multidistance_holography.py"
+    spec = importlib.util.spec_from_file_location("multidistance_holography", path)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    n, dists = 32, (0.001, 0.002, 0.004)  # within N psize^2 / lambda = 4.4 mm
+    delta, _ = ex.simulate_holograms(tmp_path / "data.h5", n, dists, 0.5)
+    step = float(delta.max()) / 50
+    ref = daskorym.reconstruct(ex.settings_for(tmp_path / "data.h5", n, 2, tmp_path / "ref",
+                                               "ctf", step))
+    m0, m1 = ObjectSettings().random_means_sigmas[:2]
+    api = daskorym.reconstruct_ptychography(
+        fname="data.h5", save_path=str(tmp_path), output_folder="api", obj_size=(n, n, 1),
+        forward_algorithm="ctf", ctf_lg_kappa=float(np.log10(ex.KAPPA)), probe_type="plane",
+        n_epochs=2, minibatch_size=1, learning_rate=step, randomize_probe_pos=True,
+        random_guess_means_sigmas=(m0, m1, 0.0, 0.0), progress=False)
+    written = json.loads((tmp_path / "api" / "settings.json").read_text())
+    assert written["model"]["forward_algorithm"] == "ctf"
+    rel = np.linalg.norm(api.object - ref.object) / np.linalg.norm(ref.object)
+    print(f"forward_algorithm='ctf' via the Adorym API vs settings: rel. diff {rel:.2e}")
+    assert rel < 1e-5

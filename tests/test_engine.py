@@ -226,9 +226,13 @@ def test_paths_in_file_are_relative_to_it_and_paths_set_to_the_cwd(tmp_path, mon
     cfg_dir.mkdir()
     work.mkdir()
     cfg = cfg_dir / "run.toml"
-    cfg.write_text('[dataset]\npath = "data.h5"\n[output]\nfolder = "out"\n')
+    cfg.write_text('[dataset]\npath = "data.h5"\n[output]\nfolder = "out"\n'
+                   '[object]\nsupport_path = "support.npy"\n')
     monkeypatch.chdir(work)
     s = read_toml(cfg)
     assert s.dataset.path == cfg_dir / "data.h5" and s.output.folder == cfg_dir / "out"
-    s = read_toml(cfg, ["dataset.path=data.h5", "output.folder=recon"])
+    assert s.object.support_path == cfg_dir / "support.npy"
+    s = read_toml(cfg, ["dataset.path=data.h5", "output.folder=recon",
+                        "object.support_path=mask.npy"])
     assert s.dataset.path == work / "data.h5" and s.output.folder == work / "recon"
+    assert s.object.support_path == work / "mask.npy"

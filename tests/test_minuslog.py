@@ -61,3 +61,28 @@ def test_small_tomography_reconstructs(tmp_path):
     rec = np.asarray(result.object)[..., 1]
     pear = np.corrcoef(rec[n // 2].ravel(), beta[n // 2].ravel())[0, 1]
     assert pear > 0.85, pear
+
+
+def test_adorym_is_minus_logged_switch(tmp_path):
+    """reconstruct_ptychography(is_minus_logged=True) runs the same reconstruction as the
+    settings ``dataset.is_minus_logged`` (Adorym's switch, with pure projection)."""
+    import json
+    import daskorym
+    from daskorym.config import ObjectSettings
+    ex = _example()
+    n = 12
+    beta, _ = ex.simulate_minuslog(tmp_path / "data.h5", n, 8)
+    step = float(beta.max()) / 20
+    m0, m1 = ObjectSettings().random_means_sigmas[:2]  # "constant": the means, no spread
+    ref = daskorym.reconstruct(ex.settings_for(tmp_path / "data.h5", n, 2, tmp_path / "ref",
+                                               step=step))
+    api = daskorym.reconstruct_ptychography(
+        fname="data.h5", save_path=str(tmp_path), output_folder="api", obj_size=(n, n, n),
+        is_minus_logged=True, n_epochs=2, minibatch_size=1, learning_rate=step,
+        random_guess_means_sigmas=(m0, m1, 0.0, 0.0), randomize_probe_pos=True,
+        non_negativity=True, progress=False, theta_st=0.0, theta_end=float(np.pi))
+    written = json.loads((tmp_path / "api" / "settings.json").read_text())
+    assert written["dataset"]["is_minus_logged"] is True
+    rel = np.linalg.norm(api.object - ref.object) / np.linalg.norm(ref.object)
+    print(f"is_minus_logged via the Adorym API vs settings: rel. diff {rel:.2e}")
+    assert rel < 1e-5

@@ -109,3 +109,16 @@ def test_support_shrink_wrap():
     obj[0, 0, 0] = (5.0, 5.0)
     sup.apply(obj)
     assert np.all(obj[0, 0, 0] == 0)
+
+
+def test_support_shrink_wrap_real_imag():
+    """real/imag objects: the support follows the contrast against the vacuum (1, 0), so a
+    transmission of ~1 outside (channel 0 large everywhere) does not keep the whole field."""
+    obj = np.zeros((1, 20, 20, 2))
+    obj[..., 0] = 1.0
+    obj[0, 8:12, 8:12] = (0.6, 0.3)
+    sup = SupportMask(np.ones((1, 20, 20), bool), threshold=0.1, sigma_px=1.0)
+    sup.shrink_wrap(obj, vacuum=(1.0, 0.0))
+    assert sup.mask[0, 10, 10] and not sup.mask[0, 0, 0] and sup.mask.sum() < 100
+    sup.shrink_wrap(obj)  # against (0, 0), as before the fix: everything is "inside"
+    assert sup.mask.all()

@@ -116,6 +116,7 @@ def _describe_truth(path: Path) -> str:
 @click.option("--unknown-type", type=click.Choice(["delta_beta", "real_imag"]))
 @click.option("--phase-max", "phase_max_rad", type=float, help="Peak projected phase (rad).")
 @click.option("--absorption", type=float, help="Peak absorbed amplitude fraction, [0, 1).")
+@click.option("--kappa", type=float, help="Homogeneous object: beta = KAPPA * delta.")
 @click.option("--precision", type=click.Choice(["float32", "float64"]))
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

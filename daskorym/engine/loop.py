@@ -337,7 +337,7 @@ class Reconstruction:
         obj.apply(grad, self._closure(obj, spec))
         shrink = self.settings.object.shrink_cycle
         if obj.support is not None and shrink and (self.i_batch + 1) % shrink == 0:
-            obj.support.shrink_wrap(obj.value)
+            obj.support.shrink_wrap(obj.value, self.problem.vacuum)
             obj.constrain()
         self._grad_rot[...] = 0
         self._pending = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,7 +116,59 @@ def _choose_model(settings: Settings, ds: Dataset, obj_shape, geometry_kw) -> st
         return "fullfield_cdi" if far else "tiled_holography"
     if far:
         return "farfield_ptychography"
-    return "tiled_holography" if settings.model.safe_zone_px > 0 else "nearfield_ptychography"
+    return "tiled_holography" if geometry_kw["safe_zone_px"] > 0 else "nearfield_ptychography"
+
+
+class SamplingWarning(UserWarning):
+    """The near-field sampling or a tile's buffer is too small for the distance."""
+
+
+def sampling_warnings(geometry: Geometry, model_name: str) -> list[str]:
+    """What is wrong with the near-field sampling of ``geometry`` (empty: nothing).
+
+    * The Fresnel transfer function ``exp(-i pi lambda z f^2)`` on an ``N``-pixel grid is
+      sampled finely enough only up to ``z = N psize^2 / lambda``; beyond it the kernel
+      aliases and the propagated wave wraps around.
+    * The finest fringes (frequency ``1 / (2 psize)``) travel ``lambda z / (2 psize)`` sideways:
+      a tiled model's buffer (``safe_zone_px``) shorter than that leaves edge errors.
+    """
+    out = []
+    lam, dx = geometry.wavelength_m, geometry.psize_m
+    n = min(geometry.probe_shape)
+    z_max = n * dx * dx / lam
+    dists = [z for z in geometry.free_prop_m if math.isfinite(z) and z > 0]
+    far = [z for z in dists if z > z_max]
+    if far:
+        out.append(f"the Fresnel propagator is undersampled at {_cm(far)}: beyond "
+                   f"N psize^2 / lambda = {z_max * 100:.4g} cm for a {n}-pixel wave the kernel "
+                   f"aliases; use a larger field of view (tile or safe_zone_px), a shorter "
+                   f"distance or coarser pixels")
+    short = [z for z in dists if geometry.safe_zone_px < lam * z / (2 * dx)]
+    if model_name == "tiled_holography" and geometry.n_tiles > 1 and short:
+        reach = lam * max(short) / (2 * dx)
+        out.append(f"model.safe_zone_px = {geometry.safe_zone_px} is shorter than the reach of "
+                   f"the finest fringes, lambda z / (2 psize) = {reach:.1f} px at "
+                   f"{_cm([max(short)])}: the tiles' edges will be wrong")
+    return out
+
+
+def _cm(dists_m) -> str:
+    return ", ".join(f"{z * 100:.4g}" for z in dists_m) + " cm"
+
+
+def _safe_zone_px(settings: Settings, ds: Dataset) -> int:
+    """The tiles' buffer: ``model.safe_zone_px``, else the dataset's ``metadata/safe_zone_px``
+    (written by the tiled simulations), else 0."""
+    if settings.model.safe_zone_px is not None:
+        return int(settings.model.safe_zone_px)
+    if "safe_zone_px" not in ds.metadata_names():
+        return 0
+    raw = np.asarray(ds.read_metadata("safe_zone_px"))
+    if raw.size != 1 or not np.isfinite(raw.astype(float)).all() or float(raw) < 0 \
+            or float(raw) != int(float(raw)):
+        raise ConfigError(f"{ds.path}: metadata/safe_zone_px must be one integer >= 0, got "
+                          f"{raw!r}")
+    return int(float(raw))
 
 
 def _free_prop_m(settings: Settings, ds: Dataset) -> tuple[float, ...]:
@@ -135,14 +188,14 @@ def build_problem(settings: Settings, inputs: InMemoryInputs | None = None) -> P
     psize_m = (s.geometry.psize_cm or ds.psize_cm) / 100.0
     free = _free_prop_m(s, ds)
     obj_shape = s.object.shape or (ds.det_shape[0], ds.det_shape[1], 1)
-    probe_shape = (ds.det_shape[0] + 2 * s.model.safe_zone_px,
-                   ds.det_shape[1] + 2 * s.model.safe_zone_px)
+    safe = _safe_zone_px(s, ds)
+    probe_shape = (ds.det_shape[0] + 2 * safe, ds.det_shape[1] + 2 * safe)
     kw = dict(wavelength_m=1239.84193e-9 / energy, psize_m=psize_m, obj_shape=tuple(obj_shape),
               probe_shape=probe_shape, free_prop_m=free, unknown_type=s.model.unknown_type,
               sign_convention=s.geometry.sign_convention, fresnel_approx=s.geometry.fresnel_approx,
               normalize_fft=s.geometry.normalize_fft, binning=s.model.binning,
               pure_projection=s.model.pure_projection, scale_ri_by_k=s.model.scale_ri_by_k,
-              safe_zone_px=s.model.safe_zone_px, n_tiles=ds.n_tiles, kappa=s.model.kappa,
+              safe_zone_px=safe, n_tiles=ds.n_tiles, kappa=s.model.kappa,
               slice_pos_m=(tuple(p / 100.0 for p in s.model.slice_pos_cm)
                            if s.model.slice_pos_cm else None))
     name = _choose_model(s, ds, obj_shape, kw)
@@ -151,6 +204,8 @@ def build_problem(settings: Settings, inputs: InMemoryInputs | None = None) -> P
         model = get_model(name)(geometry)
     except ValueError as err:
         raise ConfigError(f"{s.dataset.path}: {err}") from None
+    for message in sampling_warnings(geometry, name):
+        warnings.warn(f"{s.dataset.path}: {message}", SamplingWarning, stacklevel=2)
     if name not in FULL_FIELD_MODELS:
         validate_dataset(ds, obj_shape=tuple(obj_shape), check_values=False)
     theta = ds.theta if ds.theta is not None else np.linspace(
@@ -262,9 +317,15 @@ def initial_probe(problem: Problem) -> np.ndarray:
     if problem.inputs.pupil is not None:
         p = p * np.asarray(problem.inputs.pupil)
     p = probes.make_modes(p.astype(np.complex128), s.n_modes, seed=problem.settings.optimization.seed)
-    if s.rescale_intensity and kind != "supplied":
-        p = probes.rescale_to_data(p, _mean_power(problem), int(np.prod(g.det_shape)),
-                                   normalize_fft=g.normalize_fft or not g.is_far_field)
+    rescale = s.rescale_intensity
+    if rescale is None:  # a plane wave in the near field already has the flat field's power
+        rescale = not (kind == "plane" and not g.is_far_field)
+    if rescale and kind != "supplied":
+        # the detector sees the probe without the tiles' buffer
+        b = g.safe_zone_px
+        seen = p[:, b:p.shape[1] - b, b:p.shape[2] - b] if b else p
+        p = p * probes.data_power_scale(seen, _mean_power(problem), int(np.prod(g.det_shape)),
+                                        normalize_fft=g.normalize_fft or not g.is_far_field)
     return probes.to_real(p)
 
 

@@ -121,9 +121,9 @@ def make_modes(probe: np.ndarray, n_modes: int, seed: int = 0,
     return modes * np.sqrt(weights / np.maximum(power, 1e-300))[:, None, None]
 
 
-def rescale_to_data(probe: np.ndarray, mean_pattern_sum: float, n_pixels: int,
-                    normalize_fft: bool = False) -> np.ndarray:
-    """Scale the probe so the predicted far-field power matches the data.
+def data_power_scale(probe: np.ndarray, mean_pattern_sum: float, n_pixels: int,
+                     normalize_fft: bool = False) -> float:
+    """The factor that makes the predicted detector power of ``probe`` match the data.
 
     With the unnormalised FFT (Parseval) ``sum |F p|^2 = N sum |p|^2``; the
     measured power per tile is ``mean_pattern_sum`` (sum of intensities).
@@ -132,7 +132,13 @@ def rescale_to_data(probe: np.ndarray, mean_pattern_sum: float, n_pixels: int,
     power = np.sum(np.abs(probe) ** 2) * (1.0 if normalize_fft else n_pixels)
     if power <= 0:
         raise ValueError("cannot rescale a probe of zero power")
-    return probe * np.sqrt(mean_pattern_sum / power)
+    return float(np.sqrt(mean_pattern_sum / power))
+
+
+def rescale_to_data(probe: np.ndarray, mean_pattern_sum: float, n_pixels: int,
+                    normalize_fft: bool = False) -> np.ndarray:
+    """``probe`` scaled by :func:`data_power_scale`."""
+    return probe * data_power_scale(probe, mean_pattern_sum, n_pixels, normalize_fft)
 
 
 def to_real(probe: np.ndarray, dtype=np.float32) -> np.ndarray:
