@@ -124,6 +124,12 @@ def main() -> None:
               f"{np.corrcoef(d.ravel(), delta.ravel())[0, 1]:.4f}, mean offset "
               f"{(d.mean() - delta.mean()) / np.ptp(delta):+.3f} of the range, SSIM with the mean "
               f"matched {ssim(d - d.mean() + delta.mean(), delta):.4f}; {epochs} epochs in {sec:.1f} s")
+    from _example import save_png  # (here: the module is also imported by the tests)
+    as_obj = lambda d2: np.stack([d2, KAPPA * d2], -1)[:, :, None, :]  # noqa: E731
+    save_png(args.out / "comparison.png", as_obj(delta),
+             {"CTF": as_obj(d_ctf), "iterative": np.asarray(result.object)[:, :, :1]},
+             "delta_beta", "projected delta")
+    print(f"comparison image {args.out / 'comparison.png'}")
     print(f"results in {args.out}")
 
 

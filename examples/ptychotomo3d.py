@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--regime", default="multislice", choices=["multislice", "projection"])
     ap.add_argument("--tv", type=float, default=3e3, help="TV weight (gamma) at 64^3, 1 nm")
     ap.add_argument("--epochs", type=int, help="epochs (default 10)")
+    ap.add_argument("--minibatch", type=int, help="tiles per update (default: one angle's)")
+    ap.add_argument("--step", type=float, default=1e-4, help="Adam step on delta at 1 nm voxels")
     ap.add_argument("--angles", type=int, help="rotation angles (default 16; 8 with --quick)")
     args = ap.parse_args()
     projection = args.regime == "projection"
@@ -86,9 +88,9 @@ def main() -> None:
         "object": {"shape": [size] * 3, "non_negativity": True},
         # step and TV weight tuned at 1 nm voxels, scaled with k dz (delta of a given phase
         # is k dz times smaller in larger voxels)
-        "parameters": {"object": {"optimize": True, "step_size": 1e-4 * k_ratio}},
+        "parameters": {"object": {"optimize": True, "step_size": args.step * k_ratio}},
         "regularizers": {"gamma": args.tv * (size / 64) ** 3 / k_ratio},  # per voxel as at 64^3
-        "optimization": {"n_epochs": epochs, "minibatch_size": n_tiles},
+        "optimization": {"n_epochs": epochs, "minibatch_size": args.minibatch or n_tiles},
         "output": {"folder": str(args.out / "recon"), "progress": False},
     }
     t0 = time.perf_counter()

@@ -5,7 +5,10 @@ The data hold ``-log(I / I0)`` per pixel: parallel-beam line integrals ``2 k1 su
 ``minuslog_tomography`` predicts the line integrals and the loss is their least-squares misfit;
 beta is reconstructed (delta is not seen by the data).
 
-Full size (default): 64^3 phantom, 90 angles, 30 epochs.  ``--quick``: 24^3, 30 angles, 30 epochs.
+Full size (default): 64^3 phantom, 90 angles, 30 epochs (~55 s here: beta SSIM 0.996 on the
+central slice, 0.996 over the volume).  ``--quick``: 24^3, 30 angles, 30 epochs.  Adam's step
+is 1 % of the largest beta: 5 % (tried first) leaves the iterates jittering around the
+solution (SSIM 0.87).
 
     python examples/tomography_minuslog.py [--quick] [--out DIR] [--backend torch|autograd]
 """
@@ -71,13 +74,18 @@ def main() -> None:
     beta, _ = simulate_minuslog(data, n, n_theta)
     t0 = time.perf_counter()
     result = daskorym.reconstruct(settings_for(data, n, epochs, args.out / "recon", args.backend,
-                                               step=float(beta.max()) / 20))
+                                               step=float(beta.max()) / 100))
     seconds = time.perf_counter() - t0
     rec = np.asarray(result.object)[..., 1]
     sl = n // 2
     pear = float(np.corrcoef(rec[sl].ravel(), beta[sl].ravel())[0, 1])
     print(f"central slice (y = {sl}) of beta: Pearson {pear:.4f}, SSIM {ssim(rec[sl], beta[sl]):.4f}; "
           f"{epochs} epochs in {seconds:.1f} s")
+    from _example import save_png  # (here: the module is also imported by the tests)
+    as_obj = lambda b2: np.stack([b2, np.zeros_like(b2)], -1)[:, :, None, :]  # noqa: E731
+    save_png(args.out / "comparison.png", as_obj(beta[sl]), {"reconstruction": as_obj(rec[sl])},
+             "delta_beta", f"beta, slice y = {sl}")
+    print(f"comparison image {args.out / 'comparison.png'}")
     print(f"results in {result.output_folder}")
 
 

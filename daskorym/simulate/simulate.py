@@ -69,7 +69,7 @@ DEFAULTS = MappingProxyType({
     "fullfield_cdi": ModelDefaults(
         **_FAR, obj_2d=(64, 64, 1), obj_3d=(64, 64, 64), layout="whole", probe_kind="plane"),
     "nearfield_ptychography": ModelDefaults(
-        **_NEAR, free_prop_cm=(1.0,), obj_2d=(128, 128, 1), obj_3d=(96, 96, 96),
+        **_NEAR, free_prop_cm=(0.5,), obj_2d=(128, 128, 1), obj_3d=(96, 96, 96),
         layout="raster", probe_kind="aperture", probe_shape=(64, 64)),
     # the finest fringes reach lambda z / (2 psize) = 15.5 px at 0.25 cm: a 20 px buffer
     "tiled_holography": ModelDefaults(
