@@ -256,5 +256,68 @@ def run_bench(cases: list[str], *, n_epochs: int = 3, backends: tuple[str, ...] 
     return rows
 
 
-__all__ = ["BenchCase", "CASES", "PeakRSS", "asdict", "format_table", "relative_lines",
-           "run_bench", "run_case"]
+SOAK_CASE = BenchCase(
+    "soak", "small 2D far field: 48x48 object, 16x16 probe, 64 positions (Dask engine)",
+    "farfield_ptychography",
+    dict(obj_shape=(48, 48), probe_shape=(16, 16), step_px=4, unknown_type="real_imag"),
+    {"model": {"unknown_type": "real_imag"}, "object": {"shape": [48, 48, 1]},
+     "optimization": {"minibatch_size": 16}})
+
+
+def run_soak(n_epochs: int = 500, *, n_workers: int = 2, mode: str = "dp",
+             warmup: int | None = None, report_every: int = 50, workdir: Path | None = None,
+             echo=print) -> dict[str, Any]:
+    """Run the small soak case for ``n_epochs`` epochs on a local Dask cluster, sampling the
+    client's and every worker's resident memory after each epoch.
+
+    Growth is ``(median of the last 10 % of epochs - median over the 10 % after warm-up) /
+    the latter`` (warm-up: the first ``warmup`` epochs, default 10 %), for the client and
+    the largest worker.  Returns the samples and the growth figures."""
+    from .execution import make_reconstruction
+    warmup = max(1, n_epochs // 10) if warmup is None else int(warmup)
+    tail = max(1, n_epochs // 10)
+    if n_epochs < warmup + 2 * tail:
+        raise ValueError(f"n_epochs = {n_epochs} is too short for a warm-up of {warmup} "
+                         f"epochs and two windows of {tail}")
+    client_mb, worker_mb, seconds = [], [], []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        from .simulate import simulate
+        data = Path(tmp) / "data.h5"
+        simulate(SOAK_CASE.model, data, progress=False, **SOAK_CASE.simulate)
+        settings = json.loads(json.dumps(SOAK_CASE.settings))
+        settings["dataset"] = {"path": str(data)}
+        settings["optimization"]["n_epochs"] = n_epochs
+        settings["execution"] = {"engine": "dask", "mode": mode}
+        settings["output"] = {"folder": str(Path(tmp) / "out"), "progress": False,
+                              "store_checkpoint": True, "n_batch_per_checkpoint": 40,
+                              "preview_every_epochs": 100, "preview_every_minutes": 10 ** 6}
+        with _client("dask", n_workers) as client, \
+                make_reconstruction(settings, client=client) as rec:
+            for epoch in range(n_epochs):
+                t0 = time.perf_counter()
+                rec.run(1)
+                seconds.append(time.perf_counter() - t0)
+                client_mb.append(PeakRSS.rss() / 2 ** 20)
+                worker_mb.append(sorted(v / 2 ** 20 for v in client.run(PeakRSS.rss).values()))
+                if echo is not None and ((epoch + 1) % report_every == 0 or epoch == 0):
+                    echo(f"epoch {epoch + 1:5d}: client {client_mb[-1]:7.1f} MB, workers "
+                         + ", ".join(f"{m:7.1f}" for m in worker_mb[-1]) + " MB, "
+                         f"{seconds[-1]:.3f} s/epoch")
+    worst = [max(w) for w in worker_mb]
+
+    def growth(series):
+        base = statistics.median(series[warmup:warmup + tail])
+        end = statistics.median(series[-tail:])
+        return base, end, (end - base) / base
+
+    c0, c1, cg = growth(client_mb)
+    w0, w1, wg = growth(worst)
+    return {"epochs": n_epochs, "workers": n_workers, "mode": mode, "warmup": warmup,
+            "window": tail, "client_mb": client_mb, "worker_mb": worker_mb,
+            "s_per_epoch": seconds, "client_start_mb": c0, "client_end_mb": c1,
+            "client_growth": cg, "worker_start_mb": w0, "worker_end_mb": w1,
+            "worker_growth": wg}
+
+
+__all__ = ["BenchCase", "CASES", "PeakRSS", "SOAK_CASE", "asdict", "format_table",
+           "relative_lines", "run_bench", "run_case", "run_soak"]

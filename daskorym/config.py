@@ -60,8 +60,8 @@ class DatasetSettings(_Group):
 class GeometrySettings(_Group):
     """Overrides of the dataset's metadata (None: read from the file)."""
 
-    energy_ev: float | None = Field(None, gt=0)
-    psize_cm: float | None = Field(None, gt=0)
+    energy_ev: float | None = Field(None, gt=0, allow_inf_nan=False)
+    psize_cm: float | None = Field(None, gt=0, allow_inf_nan=False)
     free_prop_cm: float | str | list[float] | None = None
     theta_st_rad: float = 0.0
     theta_end_rad: float = math.pi
@@ -74,6 +74,9 @@ class GeometrySettings(_Group):
     def _inf_or_positive(cls, v):
         if isinstance(v, str) and v != "inf":
             raise ValueError(f"free_prop_cm must be 'inf', a number or a list, got {v!r}")
+        distances = v if isinstance(v, list) else [] if v is None or isinstance(v, str) else [v]
+        if not all(d > 0 for d in distances):  # NaN fails too
+            raise ValueError(f"free_prop_cm must be 'inf' or distances > 0 in cm, got {v!r}")
         return v
 
 
@@ -102,6 +105,14 @@ class ObjectSettings(_Group):
     support_path: Path | None = None
     shrink_cycle: int | None = Field(None, ge=1)
     shrink_threshold: float = 1e-9
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _three_sizes(cls, v):
+        if isinstance(v, (list, tuple)) and len(v) != 3:
+            raise ValueError(f"object shape must be 3 sizes (Ly, Lx, Lz) in pixels (Lz = 1 for a "
+                             f"2D object), got {len(v)}: {list(v)}")
+        return v
 
     @field_validator("shape")
     @classmethod
@@ -264,7 +275,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{source}: {loc}: {msg} (got {e.get('input')!r})"
-                     if e["type"] != "value_error" else f"{source}: {loc}: {msg}")
+                     if e["type"] not in ("value_error", "missing") else f"{source}: {loc}: {msg}")
     return "\n".join(lines)
 
 
@@ -303,9 +314,12 @@ def read_toml(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     """Settings from a TOML file plus ``key=value`` overrides; relative paths resolved to the file."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config file (expected a UTF-8 TOML text file): "
+                          f"{getattr(err, 'strerror', None) or err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: TOML syntax error: {err}") from None
     # paths written in the file are relative to the file; paths given with --set are

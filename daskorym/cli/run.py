@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,12 +29,19 @@ from .main import main
 @click.option("--walltime", help="slurm/pbs: job walltime, e.g. 01:00:00.")
 @click.option("--queue", help="slurm/pbs: partition (SLURM) or queue (PBS).")
 @click.option("--account", help="slurm/pbs: account to charge.")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TLS: CA certificate (PEM) of the --cluster tls://host:port scheduler.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TLS: this client's certificate (PEM).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TLS: this client's private key (PEM).")
 @click.option("--backend", type=click.Choice(["torch", "autograd"]), help="Array backend.")
 @click.option("--device", help="torch device, e.g. cpu or cuda:0.")
 @click.option("--epochs", "n_epochs", type=int, help="Number of epochs.")
 @click.option("--output", "folder", type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def reconstruct(config: Path, overrides: tuple[str, ...], resume: bool, quiet: bool,
+                tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None,
                 **opts) -> None:
     """Reconstruct with the settings in CONFIG (TOML)."""
     from ..config import read_toml
@@ -52,11 +61,50 @@ def reconstruct(config: Path, overrides: tuple[str, ...], resume: bool, quiet: b
         extra.append("output.progress=false")
     settings = read_toml(config, list(overrides) + extra)
     with _abort_all_ranks_on_error(settings.execution.engine):
-        with make_reconstruction(settings) as rec:
-            result = rec.run()
+        with _tls_client(settings, tls_ca, tls_cert, tls_key) as engine_options:
+            with make_reconstruction(settings, **engine_options) as rec:
+                result = rec.run()
         if getattr(rec, "rank", 0) == 0:
             click.echo(f"object: {result.output_folder / 'object.zarr'}")
             click.echo(f"final loss: {result.final_loss:.6g} after {result.epochs} epochs")
+
+
+@contextmanager
+def _tls_client(settings, ca: Path | None, cert: Path | None, key: Path | None):
+    """``{"client": ...}`` connected over TLS to the ``--cluster`` scheduler (closed after),
+    or ``{}`` without ``--tls-*`` options (the engine connects as usual)."""
+    from ..config import ConfigError
+
+    given = {"--tls-ca": ca, "--tls-cert": cert, "--tls-key": key}
+    engine, cluster = settings.execution.engine, settings.execution.cluster
+    if not any(given.values()):
+        if engine == "dask" and cluster.startswith("tls://"):
+            import dask
+            if not dask.config.get("distributed.comm.tls.ca-file", None):
+                raise ConfigError(f"--cluster {cluster}: a TLS scheduler needs --tls-ca, "
+                                  "--tls-cert and --tls-key (or distributed.comm.tls.* in the "
+                                  "Dask configuration)")
+        yield {}
+        return
+    missing = [name for name, path in given.items() if path is None]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} missing: --tls-ca, --tls-cert and --tls-key "
+                          "go together")
+    if engine != "dask" or not (cluster.startswith("tls://") or cluster.endswith(".json")):
+        raise ConfigError(f"--tls-* connect to a running scheduler: expected --engine dask and "
+                          f"--cluster tls://host:port or a scheduler file (.json), got engine "
+                          f"{engine!r}, cluster {cluster!r}")
+    from distributed import Client
+    from distributed.security import Security
+
+    security = Security(tls_ca_file=str(ca), tls_client_cert=str(cert), tls_client_key=str(key),
+                        require_encryption=True)
+    client = (Client(scheduler_file=cluster, security=security) if cluster.endswith(".json")
+              else Client(cluster, security=security))
+    try:
+        yield {"client": client}
+    finally:
+        client.close()
 
 
 @contextmanager
@@ -92,9 +140,26 @@ def _toml(v) -> str:
                    "(default local).")
 @click.option("--mode", default="dp", type=click.Choice(["dp", "do", "h5"]), show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")
-def bench(cases, n_epochs, backends, device, threads, engines, mode, json_path) -> None:
+@click.option("--soak", is_flag=True,
+              help="Instead: the soak run, a small case for --epochs epochs (e.g. 500) on 2 "
+                   "Dask workers, memory of the client and workers sampled every epoch.")
+def bench(cases, n_epochs, backends, device, threads, engines, mode, json_path, soak) -> None:
     """Time per epoch and peak memory of the standard cases."""
     from ..bench import CASES, format_table, run_bench
+
+    if soak:
+        from ..bench import SOAK_CASE, run_soak
+        click.echo(f"soak: {SOAK_CASE.description}, {n_epochs} epochs, mode {mode}")
+        r = run_soak(n_epochs, mode=mode, echo=click.echo)
+        click.echo(f"client: {r['client_start_mb']:.1f} MB after warm-up -> "
+                   f"{r['client_end_mb']:.1f} MB at the end ({100 * r['client_growth']:+.1f} %)")
+        click.echo(f"largest worker: {r['worker_start_mb']:.1f} MB -> {r['worker_end_mb']:.1f} "
+                   f"MB ({100 * r['worker_growth']:+.1f} %) (medians of {r['window']} epochs; "
+                   f"warm-up {r['warmup']} epochs)")
+        if json_path is not None:
+            from ..outputs import atomic_write_text
+            atomic_write_text(Path(json_path), json.dumps(r, indent=2))
+        return
 
     names = list(cases) or list(CASES)
     rows = run_bench(names, n_epochs=n_epochs, backends=tuple(backends) or ("torch",),

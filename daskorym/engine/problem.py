@@ -183,7 +183,8 @@ def build_problem(settings: Settings, inputs: InMemoryInputs | None = None) -> P
     """Open and check the dataset and build the geometry, model and loss (no heavy work)."""
     s = settings
     inputs = inputs or InMemoryInputs()
-    ds = open_dataset(s.dataset.path, check_values=s.dataset.check_values)
+    ds = open_dataset(s.dataset.path, check_values=s.dataset.check_values,
+                      raw_data_type=s.dataset.raw_data_type)
     energy = s.geometry.energy_ev or ds.energy_ev
     psize_m = (s.geometry.psize_cm or ds.psize_cm) / 100.0
     free = _free_prop_m(s, ds)

@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 _ZARR_OPEN_ERRORS = (zarr.errors.BaseZarrError, ValueError, KeyError, OSError, TypeError)
+# a damaged chunk fails in its codec: zstd raises RuntimeError, others ValueError
+_ZARR_READ_ERRORS = (zarr.errors.BaseZarrError, OSError, RuntimeError, ValueError)
 
 
 class Source(Protocol):
@@ -40,6 +42,8 @@ class Source(Protocol):
     def read_block(self, name: str, i_theta: int, sel: slice | np.ndarray) -> np.ndarray: ...
 
     def names(self, group: str) -> list[str]: ...
+
+    def missing_chunks(self, name: str) -> tuple[int, int, str | None]: ...
 
     def read_meta(self, name: str) -> np.ndarray | str: ...
 
@@ -109,6 +113,24 @@ class H5Source:
         except OSError as exc:
             raise dataset_error(self.path, name, f"cannot read angle {i_theta}: {exc}") from exc
 
+    def missing_chunks(self, name: str) -> tuple[int, int, str | None]:
+        """``(missing, total, first missing chunk)`` of a chunked array (never written chunks
+        read as the fill value); ``(0, 0, None)`` for an array that is not chunked."""
+        arr = self.array(name)
+        if arr.chunks is None:
+            return 0, 0, None
+        grid = [-(-n // c) for n, c in zip(arr.shape, arr.chunks)]
+        total = int(np.prod(grid))
+        stored = arr.id.get_num_chunks()
+        if stored >= total:
+            return 0, total, None
+        written = {arr.id.get_chunk_info(i).chunk_offset for i in range(stored)}
+        for idx in np.ndindex(*grid):
+            offset = tuple(int(i) * c for i, c in zip(idx, arr.chunks))
+            if offset not in written:
+                return total - stored, total, f"at offset {list(offset)}"
+        return total - stored, total, None
+
     def names(self, group: str) -> list[str]:
         obj = self._file.get(group)
         return sorted(obj.keys()) if isinstance(obj, h5py.Group) else []
@@ -156,8 +178,22 @@ class ZarrSource:
         """``array[i_theta, sel]`` (orthogonal indexing); ``sel`` is a slice or indices."""
         try:
             return self.array(name).oindex[i_theta, sel]
-        except (OSError, zarr.errors.BaseZarrError) as exc:
+        except _ZARR_READ_ERRORS as exc:
             raise dataset_error(self.path, name, f"cannot read angle {i_theta}: {exc}") from exc
+
+    def missing_chunks(self, name: str) -> tuple[int, int, str | None]:
+        """``(missing, total, first missing chunk key)``: a chunk absent from the store reads
+        as the fill value (zarr does not tell an unwritten chunk from a lost one)."""
+        arr = self.array(name)
+        total, stored = arr.nchunks, arr.nchunks_initialized
+        first = None
+        if stored < total and arr.shards is None:
+            for coords in np.ndindex(*arr.cdata_shape):
+                key = arr.metadata.encode_chunk_key(coords)
+                if not (self.path / name / key).exists():
+                    first = key
+                    break
+        return total - stored, total, first
 
     def names(self, group: str) -> list[str]:
         obj = self._group[group] if group in self._group else None
@@ -186,7 +222,7 @@ def open_source(path: str | os.PathLike[str]) -> Source:
     """
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"dataset {p} does not exist")
+        raise FileNotFoundError(f"dataset {p} does not exist (expected an HDF5 file or a Zarr store)")
     if p.is_dir():
         if (p / "zarr.json").is_file():
             return ZarrSource(p)

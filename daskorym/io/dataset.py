@@ -240,6 +240,14 @@ class Dataset:
         self._check_theta_index(i_theta)
         return magnitude_f32(self._src.read_block(DATA_ITEM, i_theta, slice(None)))
 
+    def missing_chunks(self) -> tuple[int, int, str | None]:
+        """``(missing, total, first missing)`` chunks of ``exchange/data`` in the store.
+
+        A chunk never written (or lost in a copy) reads as the fill value, not as an error.
+        """
+        self._data  # noqa: B018 - present and an array
+        return self._src.missing_chunks(DATA_ITEM)
+
     def iter_angles(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(i_theta, float32 [n_tiles, det_y, det_x])``, one angle at a time."""
         for i in range(self.n_theta):
@@ -277,7 +285,8 @@ class Dataset:
 
 
 def open_dataset(
-    path: str | os.PathLike[str], *, validate: bool = True, check_values: bool = True
+    path: str | os.PathLike[str], *, validate: bool = True, check_values: bool = True,
+    raw_data_type: str = "magnitude",
 ) -> Dataset:
     """Open an Adorym-layout dataset lazily, HDF5 or Zarr chosen by what ``path`` is.
 
@@ -288,7 +297,10 @@ def open_dataset(
     validate : bool
         Run :func:`~daskorym.io.validate.validate_dataset` before returning.
     check_values : bool
-        With ``validate``, also stream the data to reject NaN, inf and negative values.
+        With ``validate``, also reject missing chunks and stream the data to reject NaN, inf
+        and negative values.
+    raw_data_type : {'magnitude', 'intensity'}
+        What ``exchange/data`` holds; used in messages.
 
     Raises
     ------
@@ -300,7 +312,7 @@ def open_dataset(
     ds = Dataset(open_source(path))
     if validate:
         try:
-            validate_dataset(ds, check_values=check_values)
+            validate_dataset(ds, check_values=check_values, raw_data_type=raw_data_type)
         except BaseException:
             ds.close()
             raise

@@ -28,6 +28,7 @@ __all__ = [
     "check_positions",
     "check_theta",
     "check_values_block",
+    "check_chunks_present",
     "check_tiles_in_object",
 ]
 
@@ -156,6 +157,19 @@ def check_values_block(block: np.ndarray, where: str, raw_data_type: str = "magn
         )
 
 
+def check_chunks_present(missing: int, total: int, first: str | None, where: str) -> None:
+    """Reject a store in which chunks of the data are missing (they would read as zeros)."""
+    if missing:
+        first_note = f" (first: {first})" if first else ""
+        raise _fail(
+            where,
+            f"{missing} of {total} chunks are missing from the store{first_note}; a missing "
+            "chunk would read as the fill value, so the data look incomplete (an interrupted write "
+            "or copy?). Expected every chunk present: write or copy the dataset again, or set "
+            "dataset.check_values = false if those tiles really are all zero",
+        )
+
+
 def check_tiles_in_object(
     positions: np.ndarray, det_shape: tuple[int, int], obj_shape: Sequence[int], where: str
 ) -> None:
@@ -203,8 +217,9 @@ def validate_dataset(
     Checks, cheapest first: ``exchange/data`` (present, 4D, non-empty); ``energy_ev`` and
     ``psize_cm`` (finite, > 0); ``free_prop_cm`` ('inf', > 0, length dividing n_tiles);
     ``theta`` (length n_theta, finite); positions for every angle ([n_tiles, 2], finite);
-    geometry against ``probe_shape`` and ``obj_shape``; then the data values, streamed one angle
-    at a time (no NaN, no inf, no negative values).
+    geometry against ``probe_shape`` and ``obj_shape``; then that no chunk of the data is
+    missing from the store, and the data values, streamed one angle at a time (no NaN, no inf,
+    no negative values).
 
     Parameters
     ----------
@@ -217,7 +232,7 @@ def validate_dataset(
     raw_data_type : {'magnitude', 'intensity'}
         What ``exchange/data`` holds; used in messages.
     check_values : bool
-        Stream the data to look for NaN, inf and negative values.
+        Look for missing chunks and stream the data to look for NaN, inf and negative values.
     """
     if raw_data_type not in RAW_DATA_TYPES:
         raise ValueError(f"raw_data_type must be one of {RAW_DATA_TYPES}, got {raw_data_type!r}")
@@ -226,5 +241,6 @@ def validate_dataset(
         ds.positions(i)
     _check_geometry(ds, obj_shape, probe_shape)
     if check_values:
+        check_chunks_present(*ds.missing_chunks(), f"{ds.path}: exchange/data")
         for i, block in ds.iter_angles():
             check_values_block(block, f"{ds.path}: exchange/data (theta index {i})", raw_data_type)

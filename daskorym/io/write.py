@@ -116,7 +116,11 @@ def _write_zarr(
             md.attrs[name] = value  # strings (e.g. free_prop_cm = 'inf') live as attributes
         else:
             md.create_array(name, data=value)
-    out = root.require_group("exchange").create_array("data", shape=shape, dtype=np.float32, chunks=chunks)
+    # every chunk is stored, all-zero ones too: a chunk missing from the store then means
+    # a damaged copy (see validate.check_chunks_present), not an empty tile
+    out = root.require_group("exchange").create_array(
+        "data", shape=shape, dtype=np.float32, chunks=chunks, config={"write_empty_chunks": True}
+    )
     for i in range(shape[0]):
         out[i] = magnitude_f32(np.asarray(data[i]))
 

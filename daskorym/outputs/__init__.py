@@ -4,7 +4,7 @@ checkpoints. Adorym's file names are kept where Adorym has the output; no pickle
 
 from .atomic import atomic_dir, atomic_file, atomic_save_npy, atomic_write_bytes, atomic_write_text
 from .checkpoint import load_checkpoint, rng_from_state, rng_state, save_checkpoint, settings_hash
-from .errors import CheckpointError, OutputExistsError
+from .errors import CheckpointError, DiskFullError, OutputExistsError
 from .folder import OutputFolder
 from .jsonify import numpy_to_json
 from .losslog import read_loss
@@ -12,6 +12,7 @@ from .schedule import PreviewSchedule
 
 __all__ = [
     "CheckpointError",
+    "DiskFullError",
     "OutputExistsError",
     "OutputFolder",
     "PreviewSchedule",

@@ -7,11 +7,14 @@ target's own directory so that every rename stays on one file system.
 
 Replacing a directory takes two renames (old aside, new in). If a process dies between
 them, :func:`restore_interrupted` puts the old directory back; :func:`atomic_dir` calls it,
-and removes temporaries left by killed writers, before it starts.
+and removes temporaries left by killed writers, before it starts (:func:`atomic_file` removes
+those of its file). A write that fails because the disk is full raises
+:class:`~daskorym.outputs.errors.DiskFullError` naming the target.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -21,12 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DiskFullError
+
 __all__ = [
     "atomic_dir",
     "atomic_file",
     "atomic_save_npy",
     "atomic_write_bytes",
     "atomic_write_text",
+    "disk_full_error",
     "fsync_dir",
     "remove_stale_temps",
     "restore_interrupted",
@@ -34,6 +40,32 @@ __all__ = [
 ]
 
 _OLD_TAG = "tmp-old"
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def disk_full_error(err: BaseException, target: Path, kept: str = "") -> DiskFullError | None:
+    """A :class:`DiskFullError` naming ``target`` if ``err`` says the disk is full, else None.
+
+    ``kept`` says what is left of the earlier content (default: the previous file, if any,
+    is unchanged).
+
+    ``np.save`` reports a short write as ``OSError('N requested and M written')`` without an
+    errno; that is taken as a full disk too.
+    """
+    if not isinstance(err, OSError) or isinstance(err, DiskFullError):
+        return None
+    if err.errno not in _DISK_FULL and not (err.errno is None and "requested and" in str(err)):
+        return None
+    try:
+        free = f"{shutil.disk_usage(target.parent).free} bytes free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(
+        err.errno or errno.ENOSPC,
+        f"cannot write {target}: the disk is full ({err.strerror or err}; {free} in "
+        f"{target.parent}); {kept or f'the previous {target.name}, if any, was left as it was'}"
+        ": free some space or choose another output folder",
+    )
 
 
 def temp_sibling(target: Path, tag: str = "tmp") -> Path:
@@ -87,7 +119,9 @@ def _check_parent(target: Path) -> None:
 def atomic_file(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write a file into; fsync and rename it to ``target`` on success.
 
-    On any exception the temporary is removed and an existing ``target`` is left as it was.
+    Temporaries of ``target`` left by killed writers are removed first (one writer per
+    target is assumed). On any exception the temporary is removed and an existing ``target``
+    is left as it was; a full disk raises :class:`DiskFullError` naming ``target``.
 
     Parameters
     ----------
@@ -101,13 +135,17 @@ def atomic_file(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     _check_parent(target)
+    remove_stale_temps(target)
     tmp = temp_sibling(target)
     try:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         _remove(tmp)
+        full = disk_full_error(err, target)
+        if full is not None:
+            raise full from err
         raise
     fsync_dir(target.parent)
 
@@ -197,7 +235,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     every file in the temporary is fsynced, then it replaces ``target`` (the old directory
     is moved aside, the new one moved in, the old one deleted; if the second move fails the
     old one is moved back). On any exception the temporary is removed and ``target`` is
-    left as it was.
+    left as it was; a full disk raises :class:`DiskFullError` naming ``target``.
 
     Parameters
     ----------
@@ -219,7 +257,10 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         _fsync_tree(tmp)
         _install_dir(tmp, target)
-    except BaseException:
+    except BaseException as err:
         _remove(tmp)
+        full = disk_full_error(err, target)
+        if full is not None:
+            raise full from err
         raise
     fsync_dir(target.parent)

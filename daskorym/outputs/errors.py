@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "OutputExistsError"]
+__all__ = ["CheckpointError", "DiskFullError", "OutputExistsError"]
 
 
 class OutputExistsError(FileExistsError):
@@ -17,4 +17,12 @@ class CheckpointError(ValueError):
     """A checkpoint is missing a file, or a file is corrupt or does not match its manifest.
 
     The message names the checkpoint file and what was expected versus what was found.
+    """
+
+
+class DiskFullError(OSError):
+    """An output could not be written because the disk (or the user's quota) is full.
+
+    The message names the file or folder being written and says that the previous version of
+    it, if any, was left as it was. ``errno`` is ``ENOSPC`` (or ``EDQUOT``).
     """

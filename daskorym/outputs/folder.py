@@ -56,7 +56,14 @@ def _prepare(path: Path, resume: bool) -> None:
     if not path.exists():
         if resume:
             raise FileNotFoundError(f"output folder {path} does not exist: nothing to resume")
-        path.mkdir(parents=True)  # mode 0o777 minus the user's umask
+        try:
+            path.mkdir(parents=True)  # mode 0o777 minus the user's umask
+        except OSError as err:  # e.g. a parent is a file, or may not be written
+            raise type(err)(
+                f"cannot create output folder {path} ({err.strerror or err}: "
+                f"{err.filename or path}); expected a directory that can be created and "
+                "written: choose another folder"
+            ) from err
         _check_writable(path)
         return
     _check_writable(path)

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, disk_full_error
 
 __all__ = ["LOSS_CSV", "LOSS_HEADER", "append_loss", "read_loss", "truncate_loss"]
 
@@ -40,14 +40,20 @@ def append_loss(path: Path, epoch: int, batch: int, loss: float, seconds: float)
     """
     path = Path(path)
     row = f"{int(epoch)},{int(batch)},{float(loss)!r},{float(seconds)!r}\n"
-    with open(path, "a+b") as handle:
-        end = handle.seek(0, os.SEEK_END)
-        if end and _drop_torn_tail(handle, end, path) == 0:
-            end = 0
-        if end == 0:
-            handle.write((LOSS_HEADER + "\n").encode())
-        handle.write(row.encode())
-        handle.flush()
+    try:
+        with open(path, "a+b") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            if end and _drop_torn_tail(handle, end, path) == 0:
+                end = 0
+            if end == 0:
+                handle.write((LOSS_HEADER + "\n").encode())
+            handle.write(row.encode())
+            handle.flush()
+    except OSError as err:  # a row torn by a full disk is dropped by the next append
+        full = disk_full_error(err, path, "the rows written before were left as they were")
+        if full is not None:
+            raise full from err
+        raise
 
 
 def _drop_torn_tail(handle: BinaryIO, end: int, path: Path) -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
-from .atomic import atomic_file, atomic_save_npy
+from .atomic import atomic_file
 
 __all__ = ["PROBE_NPY", "PROBE_TIFFS", "as_complex_probe", "write_probe"]
 
@@ -59,13 +60,16 @@ def write_probe(folder: Path, probe: np.ndarray) -> list[Path]:
     -------
     paths : list of Path
         ``probe.npy``, then the magnitude and phase TIFFs (float32 [m, py, px]; phase in
-        radians). Each file is replaced atomically.
+        radians). Each file is replaced atomically, and only once all three are written (on
+        an error, a full disk for one, none of them is changed).
     """
     folder = Path(folder)
     probe = as_complex_probe(probe)
-    paths = [atomic_save_npy(folder / PROBE_NPY, probe)]
-    for name, values in zip(PROBE_TIFFS, (np.abs(probe), np.angle(probe))):
-        with atomic_file(folder / name) as tmp:
+    paths = [folder / PROBE_NPY] + [folder / name for name in PROBE_TIFFS]
+    with ExitStack() as stack:  # the three are replaced only once all of them are written
+        tmps = [stack.enter_context(atomic_file(path)) for path in paths]
+        with open(tmps[0], "xb") as handle:
+            np.save(handle, probe, allow_pickle=False)
+        for tmp, values in zip(tmps[1:], (np.abs(probe), np.angle(probe))):
             tifffile.imwrite(tmp, values.astype(np.float32), photometric="minisblack")
-        paths.append(folder / name)
     return paths
