@@ -44,7 +44,68 @@ CASES: dict[str, BenchCase] = {
         dict(obj_shape=(64, 64, 64), probe_shape=(32, 32), step_px=6, n_theta=16,
              theta_range_rad=(0.0, np.pi)),
         {"object": {"shape": [64, 64, 64]}, "optimization": {"minibatch_size": 49}}),
+    "2dl": BenchCase(
+        "2dl", "large 2D far field: 1024x1024 object, 128x128 probe, 4225 positions",
+        "farfield_ptychography",
+        dict(obj_shape=(1024, 1024), probe_shape=(128, 128), step_px=14,
+             unknown_type="real_imag", noise="poisson", phase_max_rad=1.0, absorption=0.3),
+        {"model": {"unknown_type": "real_imag"}, "object": {"shape": [1024, 1024, 1]},
+         "optimization": {"minibatch_size": 32}}),
 }
+
+
+def ffts_per_position(geometry) -> int:
+    """The fewest 2D FFTs one probe mode at one position needs per epoch: the forward
+    model's (two per Fresnel step between slices, then one to the far field or two to a
+    near-field detector) and as many again for the gradient (the adjoint of each)."""
+    lz = geometry.obj_shape[2]
+    if geometry.pure_projection or lz == 1:
+        steps = 1
+    elif geometry.slice_pos_m is not None:
+        steps = len(geometry.slice_pos_m)
+    else:
+        steps = -(-lz // geometry.binning)
+    far = all(d == float("inf") for d in geometry.free_prop_m)
+    last = 1 if far else 2 * len(geometry.free_prop_m)
+    return 2 * (2 * (steps - 1) + last)
+
+
+def fft_seconds(shape: tuple[int, int], batch: int, *, threads: int = 1, device: str = "cpu",
+                repeats: int = 50) -> float:
+    """Time of one complex64 2D FFT of ``shape``, done ``batch`` at a time (torch,
+    ``threads`` threads), in seconds per FFT: the fastest of ``repeats`` (a floor; the
+    median moves with the machine's load and clock more than the minimum does)."""
+    import torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn((batch, *shape), dtype=torch.complex64, device=device)
+        for _ in range(3):
+            torch.fft.fft2(x)
+        times = []
+        for _ in range(repeats):
+            if device != "cpu":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            torch.fft.fft2(x)
+            if device != "cpu":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return min(times) / batch
+    finally:
+        torch.set_num_threads(old)
+
+
+def fft_floor(rec, *, threads: int = 1, device: str = "cpu") -> tuple[float, int]:
+    """(seconds, number of FFTs): the epoch's minimum FFT work, timed here and now."""
+    g = rec.problem.geometry
+    probe = rec.params.get("probe")
+    n_modes = int(np.shape(probe.value)[0]) if probe is not None else 1
+    n_pos = rec.problem.n_theta * rec.problem.n_tiles
+    n = ffts_per_position(g) * n_modes * n_pos
+    batch = max(1, min(int(rec.settings.optimization.minibatch_size), rec.problem.n_tiles))
+    return n * fft_seconds(tuple(g.probe_shape), batch * n_modes, threads=threads,
+                           device=device), n
 
 
 class PeakRSS:
@@ -113,26 +174,32 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
         settings["output"] = {"folder": str(Path(tmp) / "out"), "progress": False,
                               "store_checkpoint": False, "preview_every_epochs": 10 ** 6,
                               "preview_every_minutes": 10 ** 6}
-        times, comm_times = [], []
+        times, comm_times, cpu_times = [], [], []
         with _client(engine, n_workers) as client:
             kw = {"client": client} if client is not None else {}
             with make_reconstruction(settings, **kw) as rec, PeakRSS() as mem:
                 for _ in range(n_epochs):
                     c0 = getattr(rec, "comm_seconds", 0.0)
-                    t0 = time.perf_counter()
+                    t0, p0 = time.perf_counter(), time.process_time()
                     rec.run(1)
                     times.append(time.perf_counter() - t0)
+                    cpu_times.append(time.process_time() - p0)
                     comm_times.append(getattr(rec, "comm_seconds", 0.0) - c0)
                 final_loss = rec.history[-1][2]
+                floor_s, n_ffts = fft_floor(rec, threads=threads, device=device)
                 n_batches = len(rec.history) // n_epochs
             if client is not None:
                 peak_mb = max(client.run(PeakRSS.rss).values()) / 2 ** 20
             else:
                 peak_mb = mem.peak_mb
     steady = times[1:] or times
+    # CPU seconds of this process: the epoch's work for the local and MPI engines (for the
+    # Dask engine it runs in the workers: None)
+    cpu = statistics.median(cpu_times[1:] or cpu_times) if engine != "dask" else None
     steady_comm = comm_times[1:] or comm_times
     comm_share = sum(steady_comm) / sum(steady)
-    if comm is not None:  # the slowest rank's view
+    if comm is not None:  # the slowest rank's view; CPU time summed over the ranks
+        cpu = comm.allreduce(cpu)
         peak_mb = comm.allreduce(peak_mb, op=max_op())
         comm_share = comm.allreduce(comm_share, op=max_op())
         n_workers = comm.Get_size()
@@ -141,6 +208,8 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
             "device": device, "threads": threads, "engine": label, "mode": mode,
             "epochs": n_epochs, "batches_per_epoch": n_batches,
             "s_per_epoch": statistics.median(steady), "first_epoch_s": times[0],
+            "cpu_s_per_epoch": cpu, "fft_floor_s": floor_s, "ffts_per_epoch": n_ffts,
+            "cpu_over_floor": None if cpu is None else cpu / floor_s,
             "comm_share": comm_share if engine == "mpi" else None,
             "peak_rss_mb": peak_mb, "final_loss": final_loss}
 
@@ -190,12 +259,15 @@ class _client:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = f"{'case':<5} {'engine':<7} {'mode':<4} {'backend':<9} {'device':<7} {'thr':>3} {'epochs':>6} " \
-           f"{'s/epoch':>9} {'1st epoch s':>11} {'comm':>5} {'peak MB':>8} {'final loss':>11}"
+           f"{'s/epoch':>9} {'cpu s':>8} {'floor s':>8} {'x floor':>7} {'1st epoch s':>11} " \
+           f"{'comm':>5} {'peak MB':>8} {'final loss':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['case']:<5} {r['engine']:<7} {r['mode']:<4} {r['backend']:<9} "
                      f"{r['device']:<7} {r['threads']:>3} "
-                     f"{r['epochs']:>6} {r['s_per_epoch']:>9.3f} {r['first_epoch_s']:>11.3f} "
+                     f"{r['epochs']:>6} {r['s_per_epoch']:>9.3f} {_num(r.get('cpu_s_per_epoch'))} "
+                     f"{r['fft_floor_s']:>8.4f} {_num(r.get('cpu_over_floor'), 7, 1)} "
+                     f"{r['first_epoch_s']:>11.3f} "
                      f"{_share(r.get('comm_share')):>5} "
                      f"{r['peak_rss_mb']:>8.0f} {r['final_loss']:>11.4g}")
     lines += relative_lines(rows)
@@ -222,6 +294,10 @@ def relative_lines(rows: list[dict[str, Any]]) -> list[str]:
         out.append(f"{case} {backend} {mode}: s/epoch relative to local "
                    f"(n={len(by_engine['local'])}): " + ", ".join(parts))
     return out
+
+
+def _num(value, width: int = 8, digits: int = 3) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
 
 def _share(value) -> str:
@@ -319,5 +395,6 @@ def run_soak(n_epochs: int = 500, *, n_workers: int = 2, mode: str = "dp",
             "worker_growth": wg}
 
 
-__all__ = ["BenchCase", "CASES", "PeakRSS", "SOAK_CASE", "asdict", "format_table",
+__all__ = ["BenchCase", "CASES", "PeakRSS", "SOAK_CASE", "asdict", "fft_floor", "fft_seconds",
+           "ffts_per_position", "format_table",
            "relative_lines", "run_bench", "run_case", "run_soak"]

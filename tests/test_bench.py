@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from daskorym.bench import format_table, relative_lines
+import dataclasses
+
+import numpy as np
+import pytest
+
+from daskorym.bench import (BenchCase, fft_seconds, ffts_per_position, format_table,
+                            relative_lines, run_case)
+from daskorym.models.base import Geometry
 
 
 def _row(engine, s, case="3d"):
     return {"case": case, "description": "", "backend": "torch", "device": "cpu", "threads": 1,
             "engine": engine, "mode": "dp", "epochs": 3, "batches_per_epoch": 16,
             "s_per_epoch": s, "first_epoch_s": s, "comm_share": None, "peak_rss_mb": 100.0,
-            "final_loss": 1.0}
+            "final_loss": 1.0, "cpu_s_per_epoch": s, "fft_floor_s": s / 10,
+            "ffts_per_epoch": 1000, "cpu_over_floor": 10.0}
 
 
 def test_relative_lines_pool_repeated_rows_by_median():
@@ -25,3 +33,44 @@ def test_relative_lines_pool_repeated_rows_by_median():
 def test_no_ratio_without_a_local_row():
     assert relative_lines([_row("dask-1", 6.0), _row("dask-2", 3.0)]) == []
     assert relative_lines([_row("local", 6.0)]) == []
+
+
+def _geometry(**kw):
+    g = dict(wavelength_m=1e-10, psize_m=1e-8, obj_shape=(64, 64, 1), probe_shape=(32, 32))
+    g.update(kw)
+    return Geometry(**g)
+
+
+@pytest.mark.parametrize("kw, n", [
+    ({}, 2),                                          # 2D far field: one FFT and its adjoint
+    ({"free_prop_m": (0.01,)}, 4),                    # near field: FFT, kernel, inverse FFT
+    ({"obj_shape": (64, 64, 8)}, 2 * (2 * 7 + 1)),    # 8 slices: 7 Fresnel steps, far field
+    ({"obj_shape": (64, 64, 8), "binning": 2}, 2 * (2 * 3 + 1)),
+    ({"obj_shape": (64, 64, 8), "pure_projection": True}, 2),
+    ({"obj_shape": (64, 64, 8), "slice_pos_m": (0.0, 1e-7, 3e-7)}, 2 * (2 * 2 + 1)),
+    ({"free_prop_m": (0.01, 0.02, 0.04)}, 2 * 6),     # three near-field distances
+])
+def test_fft_count_per_position(kw, n):
+    assert ffts_per_position(_geometry(**kw)) == n
+
+
+def test_fft_seconds_is_per_fft():
+    one = fft_seconds((64, 64), 1, repeats=5)
+    assert 0 < one < 0.01
+    many = fft_seconds((64, 64), 32, repeats=5)
+    assert 0 < many < 0.01  # per FFT, not per batch of 32
+
+
+def test_run_case_reports_cpu_time_and_the_fft_floor(tmp_path):
+    case = BenchCase("tiny", "tiny 2D", "farfield_ptychography",
+                     dict(obj_shape=(32, 32), probe_shape=(16, 16), step_px=4,
+                          unknown_type="real_imag"),
+                     {"model": {"unknown_type": "real_imag"}, "object": {"shape": [32, 32, 1]},
+                      "optimization": {"minibatch_size": 8}})
+    r = run_case(case, n_epochs=2, workdir=tmp_path)
+    n_pos = ((32 - 16) // 4 + 1) ** 2
+    assert r["ffts_per_epoch"] == 2 * n_pos
+    assert r["fft_floor_s"] > 0 and r["cpu_s_per_epoch"] > 0
+    assert r["cpu_over_floor"] == pytest.approx(r["cpu_s_per_epoch"] / r["fft_floor_s"])
+    assert np.isfinite(r["final_loss"])
+    assert "x floor" in format_table([r])

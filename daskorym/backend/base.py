@@ -75,6 +75,10 @@ class Backend(ABC):
         return self.to_numpy(x)
 
     # ------------------------------------------------------------------ elementwise
+    def as_complex(self, pairs: Array) -> Array:
+        """Complex array from ``[..., 2]`` (real, imaginary) pairs (torch: a view)."""
+        return self.complex(pairs[..., 0], pairs[..., 1])
+
     @abstractmethod
     def complex(self, re: Array, im: Array) -> Array:
         """``re + i im``."""
@@ -131,6 +135,15 @@ class Backend(ABC):
 
     @abstractmethod
     def stack(self, xs: Sequence[Array], axis: int = 0) -> Array: ...
+
+    def unbind(self, x: Array, axis: int = 0) -> list[Array]:
+        """The slices of ``x`` along ``axis``, that axis removed.
+
+        Backends override this where taking the slices one by one would cost a full-size
+        gradient buffer per slice in the backward pass (torch: one ``stack`` for all)."""
+        axis = axis % len(x.shape)
+        index = (slice(None),) * axis
+        return [x[index + (i,)] for i in range(x.shape[axis])]
 
     @abstractmethod
     def concatenate(self, xs: Sequence[Array], axis: int = 0) -> Array: ...

@@ -52,6 +52,12 @@ class TorchBackend(Backend):
         return np.asarray(x)
 
     # elementwise
+    def as_complex(self, pairs):
+        if pairs.dtype in (torch.float32, torch.float64) and pairs.stride(-1) == 1 and all(
+                st % 2 == 0 for st in pairs.stride()[:-1]) and pairs.storage_offset() % 2 == 0:
+            return torch.view_as_complex(pairs)  # no copy, and none in the backward pass
+        return torch.complex(pairs[..., 0], pairs[..., 1])
+
     def complex(self, re, im):
         return torch.complex(re, im)
 
@@ -106,6 +112,9 @@ class TorchBackend(Backend):
 
     def stack(self, xs, axis=0):
         return torch.stack(list(xs), dim=axis)
+
+    def unbind(self, x, axis=0):
+        return list(torch.unbind(x, dim=axis))
 
     def concatenate(self, xs, axis=0):
         return torch.cat(list(xs), dim=axis)

@@ -252,18 +252,40 @@ class DaskReconstruction(Reconstruction):
     def _gather(self, futures: list) -> list:
         """``client.gather`` that notices lost owners instead of waiting for ever (a task
         restricted to a worker that is gone would never run)."""
+        self._wait_done(futures)
+        return self.client.gather(futures)
+
+    def _wait_done(self, futures: list) -> None:
         c = self.client
         while True:
             try:
                 wait([f for f in futures if f is not None], timeout=self._watch_s)
-                break
+                return
             except TimeoutError:
                 gone = set(self.workers) - set(_alive(c))
                 if gone:
                     raise WorkerLost(f"worker(s) {sorted(gone)} left the cluster") from None
-        return c.gather(futures)
+
+    def _cut_chains(self) -> None:
+        """Each slab's future is the end of a chain of tasks, one per batch, and a worker
+        keeps every released task that a task it holds depends on: without a cut, worker
+        memory grows with every batch.  The slabs are stored again under new keys with no
+        dependencies, on their owners, without leaving the workers."""
+        self._wait_done(self._slab)
+        old = self._slab
+        where = self.client.who_has(old)
+        new = []
+        for f, owner in zip(old, self.owners):
+            held = list(where.get(f.key, ()))
+            at = owner if owner in held or not held else held[0]
+            new.append(self.client.submit(tasks.republish, f.key, workers=[at], pure=False))
+        self._wait_done(new)  # ``old`` held until the copies exist
+        # a copy fails only if the value moved meanwhile (workers lost or added): that slab
+        # keeps its chain until the next epoch
+        self._slab = [n if n.status == "finished" else o for n, o in zip(new, old)]
 
     def _recovery_point(self):
+        self._cut_chains()
         if self.settings.execution.recovery == "off":
             return None
         arrays, meta = self.state()

@@ -99,6 +99,11 @@ class DaskH5Reconstruction(DaskReconstruction):
     def _wait(self) -> None:
         self._gather([t for t in self._slab if t is not None])
 
+    def _cut_chains(self) -> None:
+        # the slabs live in files: once their last writes are done the tokens can go
+        self._wait()
+        self._slab = [None] * len(self.bounds)
+
     @property
     def object(self) -> np.ndarray:
         self._wait()

@@ -170,3 +170,22 @@ def add_and_update_record(record: SlabRecord, y0: int, theta_rad: float, opt_con
     add_to_record(record, y0, *results)
     return SlabRecord(*update_slab(record.obj, record.grad, record.state, theta_rad,
                                    opt_config, i_update, constraints))
+
+
+def republish(key) -> Any:
+    """The value this worker holds under ``key``, to be stored under a new key.
+
+    Used to cut the chain of slab tasks: a worker keeps every released task that a task it
+    still holds depends on, so a slab updated by a chain of tasks, one per batch, would keep
+    a record of every batch for ever.  The caller holds ``key``'s future until this task has
+    finished, so the value is there when it runs (it runs where the value is).  If the
+    worker holding the copy is lost later, Dask cannot recompute it: it raises an error that
+    names the loss, and the engine's recovery takes over."""
+    from distributed import get_worker
+    data = get_worker().data
+    if key not in data:
+        # Dask recomputes a lost result from its task: this one's input was the value of
+        # a key already released, so it cannot be recomputed; the engine's recovery redoes
+        # the epoch instead
+        raise RuntimeError(f"slab {key} was lost with a worker")
+    return data[key]

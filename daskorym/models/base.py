@@ -284,6 +284,10 @@ class ForwardModel:
         """Complex detector waves ``[n, n_modes, det_y, det_x]``."""
         raise NotImplementedError
 
+    #: whether :meth:`tile_loss` compares ``forward(..., centred=False)`` (detector pixels in
+    #: FFT order) with the measured data and mask shifted to that order
+    loss_in_fft_order = False
+
     def predict(self, be: Backend, params: dict, batch: TileBatch):
         """Detected magnitudes per probe mode ``[n, n_modes, det_y, det_x]``."""
         return be.abs(self.forward(be, params, batch))
@@ -299,7 +303,12 @@ class ForwardModel:
         ``loss`` is a :class:`daskorym.losses.Loss`; ``mask`` an optional
         ``[det_y, det_x]`` array of valid pixels (1) and ignored ones (0).
         """
-        pred = self.intensity(be, params, batch)
+        if self.loss_in_fft_order:
+            pred = be.sum(be.abs2(self.forward(be, params, batch, centred=False)), axis=1)
+            measured = np.fft.ifftshift(np.asarray(measured), axes=(-2, -1))
+            mask = None if mask is None else np.fft.ifftshift(np.asarray(mask), axes=(-2, -1))
+        else:
+            pred = self.intensity(be, params, batch)
         total = loss(be, pred, be.asarray(measured), None if mask is None else be.asarray(mask))
         per_tile = int(np.prod(self.geometry.det_shape)) if mask is None else int(np.sum(mask))
         return total, per_tile * len(batch)

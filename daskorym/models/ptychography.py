@@ -99,9 +99,21 @@ class _FarField(_TileModel):
             raise ValueError(f"{self.name} needs free_prop_m = inf (far field), got "
                              f"{self.geometry.free_prop_m}")
 
-    def to_detector(self, be, params, batch, psi):
+    def to_detector(self, be, params, batch, psi, centred: bool = True):
         g = self.geometry
-        return propagate_far(be, psi, g.sign_convention, g.normalize_fft)
+        return propagate_far(be, psi, g.sign_convention, g.normalize_fft, centred)
+
+    @property
+    def loss_in_fft_order(self) -> bool:
+        # the detector's fftshift only reorders pixels, which a pixelwise loss summed over
+        # the detector does not see: the measured data and mask are put in FFT order
+        # instead (a pass over real NumPy data rather than a complex shift each way)
+        # (only with this forward: a subclass's own forward knows nothing of ``centred``)
+        return self.geometry.safe_zone_px == 0 and type(self).forward is _FarField.forward
+
+    def forward(self, be, params, batch, centred: bool = True):
+        psi = self.shifted_exit_wave(be, params, batch)
+        return self.crop_buffer(self.to_detector(be, params, batch, psi, centred))
 
 
 class _NearField(_TileModel):

@@ -50,24 +50,33 @@ class Modulation:
 
         ``thickness`` multiplies ``k1`` (``binning`` slabs summed into one).
         """
-        a, b = values[..., 0], values[..., 1]
         if self.unknown_type == "real_imag":
-            return be.complex(a, b)
+            return be.as_complex(values)
+        k = self.k1 * thickness
+        a, b = values[..., 0], values[..., 1]
         if self.kappa is not None:
             b = a * self.kappa
-        k = self.k1 * thickness
         return be.exp(b * (-k)) * be.expi(a * (-self.sign * k))
 
 
-def _combine(be: Backend, mod: Modulation, obj, start: int, stop: int):
-    """Transmission of the slices ``start:stop`` taken as one step ``[n, ny, nx]``."""
+def _combine(be: Backend, mod: Modulation, slabs: list):
+    """Transmission ``[n, ny, nx]`` of the slices ``slabs`` (each ``[n, ny, nx, 2]``)
+    taken as one step."""
     if mod.unknown_type == "real_imag":
-        t = mod.transmission(be, obj[..., start, :])
-        for j in range(start + 1, stop):
-            t = t * mod.transmission(be, obj[..., j, :])
+        t = mod.transmission(be, slabs[0])
+        for slab in slabs[1:]:
+            t = t * mod.transmission(be, slab)
         return t
-    summed = be.sum(obj[..., start:stop, :], axis=-2)
+    summed = slabs[0]
+    for slab in slabs[1:]:
+        summed = summed + slab
     return mod.transmission(be, summed)
+
+
+def _slices(be: Backend, obj) -> list:
+    # one unbind rather than obj[..., j, :] per slice: the backward pass then writes the
+    # object's gradient once, not a zero-filled full-size buffer per slice
+    return be.unbind(obj, axis=-2)
 
 
 def multislice(be: Backend, psi, obj, mod: Modulation, slice_kernel=None, binning: int = 1):
@@ -86,10 +95,11 @@ def multislice(be: Backend, psi, obj, mod: Modulation, slice_kernel=None, binnin
     -------
     complex ``[n, m, ny, nx]`` exit waves.  No propagation follows the last step.
     """
-    lz = obj.shape[-2]
+    slabs = _slices(be, obj)
+    lz = len(slabs)
     starts = list(range(0, lz, binning))
     for i, start in enumerate(starts):
-        t = _combine(be, mod, obj, start, min(start + binning, lz))
+        t = _combine(be, mod, slabs[start:start + binning])
         psi = psi * be.reshape(t, (t.shape[0], 1) + tuple(t.shape[1:]))
         if i < len(starts) - 1:
             psi = propagate_fresnel(be, psi, slice_kernel)
@@ -102,7 +112,10 @@ def pure_projection(be: Backend, psi, obj, mod: Modulation):
     delta_beta: ``T = exp(-k1 sum beta) exp(-i sign k1 sum delta)``;
     real_imag: ``T = prod_z (real + i imag)``.  Shapes as :func:`multislice`.
     """
-    t = _combine(be, mod, obj, 0, obj.shape[-2])
+    if mod.unknown_type == "real_imag":
+        t = _combine(be, mod, _slices(be, obj))
+    else:
+        t = mod.transmission(be, be.sum(obj, axis=-2))
     return psi * be.reshape(t, (t.shape[0], 1) + tuple(t.shape[1:]))
 
 
@@ -117,9 +130,10 @@ def sparse_multislice(be: Backend, psi, obj, mod: Modulation, gap_kernels):
         slice ``j`` to slice ``j + 1`` (built from differentiable positions by
         :func:`daskorym.physics.propagation.fresnel_kernel_diff`)
     """
-    n_slices = obj.shape[-2]
+    slabs = _slices(be, obj)
+    n_slices = len(slabs)
     for j in range(n_slices):
-        t = mod.transmission(be, obj[..., j, :])
+        t = mod.transmission(be, slabs[j])
         psi = psi * be.reshape(t, (t.shape[0], 1) + tuple(t.shape[1:]))
         if j < n_slices - 1:
             psi = propagate_fresnel(be, psi, gap_kernels[j])

@@ -97,11 +97,13 @@ def propagate_fresnel(be: Backend, psi, kernel):
     return be.ifft2(be.fft2(psi) * kernel)
 
 
-def propagate_far(be: Backend, psi, sign: int = 1, normalize: bool = False):
+def propagate_far(be: Backend, psi, sign: int = 1, normalize: bool = False,
+                  centred: bool = True):
     """Fraunhofer propagation to the detector, zero frequency centred.
 
     ``sign=+1``: ``fftshift(fft2(psi))`` (unnormalised; ``/sqrt(N)`` with
     ``normalize``).  ``sign=-1``: ``fftshift(N ifft2(psi))`` (same scale).
+    ``centred=False``: without the ``fftshift`` (zero frequency at pixel 0).
     """
     norm = "ortho" if normalize else None
     if sign == 1:
@@ -109,7 +111,7 @@ def propagate_far(be: Backend, psi, sign: int = 1, normalize: bool = False):
     else:
         n = psi.shape[-1] * psi.shape[-2]
         out = be.ifft2(psi, norm=norm) * (1.0 if normalize else float(n))
-    return be.fftshift(out)
+    return be.fftshift(out) if centred else out
 
 
 def propagate_far_adjoint(be: Backend, det, sign: int = 1, normalize: bool = False):
