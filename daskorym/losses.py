@@ -32,11 +32,34 @@ class Loss:
     def pixelwise(self, be: Backend, intensity, measured):
         raise NotImplementedError
 
+    def slope(self, be: Backend, intensity, measured):
+        """``d pixelwise / d intensity`` (for the fused loss of waves; see
+        :meth:`value_and_slope`)."""
+        raise NotImplementedError
+
     def __call__(self, be: Backend, intensity, measured, mask=None):
         terms = self.pixelwise(be, intensity, measured)
         if mask is not None:
             terms = terms * mask
         return be.sum(terms)
+
+    def value_and_slope(self, be: Backend, intensity, measured, mask=None):
+        """``(loss sum, d loss / d intensity)`` on plain arrays (no gradient graph).
+
+        Backends with a fused loss of complex waves (:meth:`Backend.wave_loss`) call this in
+        their forward pass and need nothing else for the backward pass:
+        ``d loss / d psi = 2 slope psi``.
+        """
+        terms = self.pixelwise(be, intensity, measured)
+        slope = self.slope(be, intensity, measured)
+        if mask is not None:
+            terms, slope = terms * mask, slope * mask
+        return be.sum(terms), slope
+
+    def of_waves(self, be: Backend, psi, measured, mask=None):
+        """Loss of complex detector waves ``psi [n, n_modes, dy, dx]``: this loss of their
+        incoherent intensity ``sum_modes |psi|^2`` (fused where the backend can)."""
+        return be.wave_loss(psi, measured, mask, self)
 
 
 @register_loss
@@ -54,6 +77,16 @@ class LSQLoss(Loss):
     def pixelwise(self, be, intensity, measured):
         return (be.sqrt(intensity + self.eps) - measured) ** 2
 
+    def slope(self, be, intensity, measured):
+        amp = be.sqrt(intensity + self.eps)
+        return (amp - measured) / amp
+
+    def value_and_slope(self, be, intensity, measured, mask=None):
+        amp = be.sqrt(intensity + self.eps)
+        diff = amp - measured
+        weighted = diff if mask is None else diff * mask
+        return be.dot(weighted, diff), weighted / amp
+
 
 @register_loss
 @dataclass(frozen=True)
@@ -70,6 +103,10 @@ class PoissonLoss(Loss):
     def pixelwise(self, be, intensity, measured):
         m = self.multiplier
         return intensity * m - (measured ** 2) * m * be.log(intensity * m + self.eps)
+
+    def slope(self, be, intensity, measured):
+        m = self.multiplier
+        return m - (measured ** 2) * (m * m) / (intensity * m + self.eps)
 
 
 def get_loss(name: str, **options) -> Loss:

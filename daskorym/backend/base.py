@@ -133,6 +133,19 @@ class Backend(ABC):
             np.prod([x.shape[a] for a in np.atleast_1d(axis)]))
         return self.sum(x, axis) / n
 
+    def dot(self, a: Array, b: Array) -> Array:
+        """``sum(a * b)`` over all elements of two real arrays of one shape."""
+        return self.sum(a * b)
+
+    def wave_loss(self, psi: Array, measured: Array, mask: Array | None, loss) -> Array:
+        """``loss`` (a :class:`daskorym.losses.Loss`) of the incoherent intensity
+        ``sum_modes |psi|^2`` of complex waves ``psi [n, n_modes, dy, dx]``.
+
+        Backends may fuse this into one operation with a hand-written adjoint
+        (``d loss / d psi = 2 slope psi``, see :meth:`Loss.value_and_slope`); this
+        default composes differentiable pieces."""
+        return loss(self, self.sum(self.abs2(psi), axis=1), measured, mask)
+
     @abstractmethod
     def stack(self, xs: Sequence[Array], axis: int = 0) -> Array: ...
 
@@ -274,17 +287,26 @@ class Backend(ABC):
         return f({k: self.asarray(v) for k, v in params.items()})
 
 
-def _patch_flat_index(img_shape: Sequence[int], iy: np.ndarray, ix: np.ndarray,
-                      shape: tuple[int, int]) -> np.ndarray:
-    """Flat indices ``[n, py, px]`` into the first two axes of an image."""
+def _check_patches(img_shape: Sequence[int], iy, ix, shape: tuple[int, int]) -> None:
+    """IndexError if a patch at ``(iy, ix)`` leaves the image."""
     h, w = int(img_shape[0]), int(img_shape[1])
-    py, px = shape
+    py, px = int(shape[0]), int(shape[1])
     iy = np.asarray(iy, np.int64).reshape(-1)
     ix = np.asarray(ix, np.int64).reshape(-1)
     if iy.size and (iy.min() < 0 or ix.min() < 0 or iy.max() + py > h or ix.max() + px > w):
         raise IndexError(
-            f"patch of shape {shape} at (y, x) in [{iy.min()}..{iy.max()}] x "
+            f"patch of shape {tuple(shape)} at (y, x) in [{iy.min()}..{iy.max()}] x "
             f"[{ix.min()}..{ix.max()}] leaves the array of shape {(h, w)}")
+
+
+def _patch_flat_index(img_shape: Sequence[int], iy: np.ndarray, ix: np.ndarray,
+                      shape: tuple[int, int]) -> np.ndarray:
+    """Flat indices ``[n, py, px]`` into the first two axes of an image."""
+    _check_patches(img_shape, iy, ix, shape)
+    w = int(img_shape[1])
+    py, px = shape
+    iy = np.asarray(iy, np.int64).reshape(-1)
+    ix = np.asarray(ix, np.int64).reshape(-1)
     rows = iy[:, None] + np.arange(py)[None, :]
     cols = ix[:, None] + np.arange(px)[None, :]
     return rows[:, :, None] * w + cols[:, None, :]

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .base import Array, Backend, _patch_flat_index
+from .base import Array, Backend, _check_patches, _patch_flat_index
 
 
 class TorchBackend(Backend):
@@ -24,6 +24,7 @@ class TorchBackend(Backend):
     def __init__(self, precision: str = "float32", device: str = "cpu") -> None:
         super().__init__(precision)
         self.device = torch.device(device)
+        self._offsets: dict = {}
         self.real_dtype = torch.float32 if precision == "float32" else torch.float64
         self.complex_dtype = torch.complex64 if precision == "float32" else torch.complex128
 
@@ -104,6 +105,16 @@ class TorchBackend(Backend):
         return torch.conj(z)
 
     # reductions and shape
+    def dot(self, a, b):
+        return torch.dot(torch.reshape(a, (-1,)), torch.reshape(b, (-1,)))
+
+    def wave_loss(self, psi, measured, mask, loss):
+        from ..losses import Loss
+        if type(loss).value_and_slope is Loss.value_and_slope and \
+                type(loss).slope is Loss.slope:
+            return super().wave_loss(psi, measured, mask, loss)  # no adjoint to fuse
+        return _WaveLoss.apply(psi, measured, mask, loss, self)
+
     def sum(self, x, axis=None):
         return torch.sum(x) if axis is None else torch.sum(x, dim=axis)
 
@@ -151,16 +162,47 @@ class TorchBackend(Backend):
         return torch.fft.ifftshift(x, dim=(-2, -1))
 
     # patches
+    def _patch_index(self, img_shape, iy, ix, shape) -> torch.Tensor:
+        """Flat indices ``[n * py * px]`` of the patches (built on the device; the
+        ``[py, px]`` offsets are cached per image width)."""
+        _check_patches(img_shape, iy, ix, shape)
+        w = int(img_shape[1])
+        key = (w, int(shape[0]), int(shape[1]), str(self.device))
+        base = self._offsets.get(key)
+        if base is None:
+            base = (torch.arange(shape[0], device=self.device)[:, None] * w
+                    + torch.arange(shape[1], device=self.device)[None, :])
+            self._offsets[key] = base
+        corner = torch.as_tensor(np.asarray(iy, np.int64).reshape(-1) * w
+                                 + np.asarray(ix, np.int64).reshape(-1), device=self.device)
+        return torch.reshape(corner[:, None, None] + base, (-1,))
+
+    def gather_patches(self, img, iy, ix, shape):
+        img = self.asarray(img)
+        trailing = tuple(img.shape[2:])
+        index = self._patch_index(img.shape, iy, ix, shape)
+        pairs = _pairs_as_complex(img)
+        # (re, im) or (delta, beta) pairs move as one 8-byte value; one row per pixel
+        # (index_select over rows of a single element takes a slow path: flattened)
+        src = img if pairs is None else pairs
+        rows = _rows(src)
+        out = torch.index_select(rows, 0, index)
+        if pairs is not None:
+            out = torch.view_as_real(out)
+        return torch.reshape(out, (len(np.reshape(iy, -1)),) + tuple(shape) + trailing)
+
     def scatter_add_patches(self, patches, iy, ix, img_shape):
         img_shape = tuple(int(s) for s in img_shape)
-        flat_idx = _patch_flat_index(img_shape, iy, ix, patches.shape[1:3])
-        trailing = tuple(img_shape[2:])
-        out = torch.zeros((img_shape[0] * img_shape[1],) + trailing,
-                          dtype=patches.dtype, device=patches.device)
-        src = torch.reshape(patches, (-1,) + trailing)
-        index = torch.as_tensor(flat_idx.ravel(), device=patches.device)
-        out = out.index_add(0, index, src)
-        return torch.reshape(out, img_shape)
+        index = self._patch_index(img_shape, iy, ix, patches.shape[1:3])
+        out = torch.zeros(img_shape, dtype=patches.dtype, device=patches.device)
+        pairs, src = _pairs_as_complex(out), patches
+        if pairs is not None:
+            src = _pairs_as_complex(patches.contiguous())
+            target = _rows(pairs)
+        else:
+            target = _rows(out)
+        target.index_add_(0, index, torch.reshape(src, (-1,) + tuple(target.shape[1:])))
+        return out
 
     # differentiation
     def value_and_grad(self, f: Callable[[dict], Array], params: Mapping[str, Any],
@@ -168,7 +210,8 @@ class TorchBackend(Backend):
         tparams = {k: self.asarray(v) for k, v in params.items()}
         leaves = []
         for k in wrt:
-            t = tparams[k].detach().clone().requires_grad_(True)
+            # (no copy: nothing in a kernel writes into its inputs)
+            t = tparams[k].detach().requires_grad_(True)
             tparams[k] = t
             leaves.append(t)
         with torch.enable_grad():
@@ -182,3 +225,40 @@ class TorchBackend(Backend):
     def evaluate(self, f, params):
         with torch.no_grad():
             return f({k: self.asarray(v) for k, v in params.items()})
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """``x [H, W, ...]`` as ``[H * W, ...]``, or ``[H * W]`` when a pixel holds one value."""
+    n = int(x.shape[0]) * int(x.shape[1])
+    return torch.reshape(x, (n,) if x[0, 0].numel() == 1 else (n,) + tuple(x.shape[2:]))
+
+
+def _pairs_as_complex(x: torch.Tensor) -> torch.Tensor | None:
+    """``x [..., 2]`` (real) viewed as complex ``[...]`` without a copy, or None."""
+    if x.dtype not in (torch.float32, torch.float64) or x.dim() < 3 or x.shape[-1] != 2 \
+            or x.stride(-1) != 1 or x.storage_offset() % 2 \
+            or any(st % 2 for st in x.stride()[:-1]):
+        return None
+    return torch.view_as_complex(x)
+
+
+class _WaveLoss(torch.autograd.Function):
+    """``loss(sum_modes |psi|^2)`` of waves ``psi [n, m, dy, dx]`` with its adjoint written
+    out: ``d loss / d psi = 2 slope psi`` (``slope = d loss / d intensity``), so the backward
+    pass is one multiplication instead of the chain of |.|^2, sum, sqrt and their adjoints."""
+
+    @staticmethod
+    def forward(ctx, psi, measured, mask, loss, be):
+        psi = psi.resolve_conj()
+        sq = torch.view_as_real(psi).square()
+        inten = sq[..., 0] + sq[..., 1]
+        inten = inten[:, 0] if inten.shape[1] == 1 else inten.sum(1)
+        total, slope = loss.value_and_slope(be, inten, measured, mask)
+        ctx.save_for_backward(psi, slope)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        psi, slope = ctx.saved_tensors
+        scale = (slope * (2.0 * grad)).to(psi.dtype)
+        return psi * scale[:, None], None, None, None, None

@@ -223,8 +223,7 @@ class Reconstruction:
                                    self._plan_positions(spec.i_theta)[spec.tiles])
         rot = self._rotated(spec.i_theta)
         kp, wrt = self._small_inputs(spec)
-        kp["obj"] = tb.chunk_from(lambda r: extract_region(rot, r, prob.vacuum), rot.shape[2:],
-                                  rot.dtype, prob.vacuum)
+        kp["obj"] = _chunk(tb, rot, prob.vacuum)
         return tb, kp, wrt
 
     def _n_pix(self, n_tiles: int) -> int:
@@ -244,11 +243,12 @@ class Reconstruction:
         tb, kp, wrt = self._kernel_inputs(spec)
         if wrt_names is not None:
             wrt = [k for k in wrt_names if k in kp]
-        measured = prob.measured(spec.i_theta, spec.tiles)
+        measured = prob.measured(spec.i_theta, spec.tiles, fft_order=prob.fft_order)
         n_pix = n_pix or self._n_pix(len(spec.tiles))
 
         def f(q):
-            return prob.model.tile_loss(be, q, tb, measured, prob.loss, prob.mask)[0] / n_pix
+            return prob.model.tile_loss(be, q, tb, measured, prob.loss, prob.mask,
+                                        measured_fft_order=prob.fft_order)[0] / n_pix
 
         if wrt:
             loss, grads = be.value_and_grad(f, kp, wrt)
@@ -488,6 +488,33 @@ class Reconstruction:
 
     def _recover(self, point, reason: str) -> None:
         raise NotImplementedError
+
+
+def _chunk(tb, obj: np.ndarray, vacuum) -> np.ndarray:
+    """The object under a tile batch in one pass: for the box layout the part inside the
+    object is copied once (not at all when the box is the whole object: kernels only read
+    their inputs) and only the strips outside it are set to vacuum; a mosaic is assembled
+    piece by piece."""
+    if tb.tile_regions is not None:
+        return tb.chunk_from(lambda r: extract_region(obj, r, vacuum), obj.shape[2:],
+                             obj.dtype, vacuum)
+    reg = tb.region
+    ov = reg.overlap(obj.shape[0], obj.shape[1])
+    if ov is not None and (ov[2].start, ov[3].start, ov[2].stop, ov[3].stop) == \
+            (0, 0, reg.ny, reg.nx):
+        return np.ascontiguousarray(obj[ov[0], ov[1]])
+    out = np.empty((reg.ny, reg.nx) + obj.shape[2:], obj.dtype)
+    fill = np.asarray(vacuum, obj.dtype)
+    if ov is None:
+        out[...] = fill
+        return out
+    oy, ox, ry, rx = ov
+    out[ry, rx] = obj[oy, ox]
+    out[:ry.start] = fill
+    out[ry.stop:] = fill
+    out[ry, :rx.start] = fill
+    out[ry, rx.stop:] = fill
+    return out
 
 
 def _with_step(ps, default: float):

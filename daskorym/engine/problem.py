@@ -71,21 +71,36 @@ class Problem:
     def vacuum(self) -> tuple[float, float]:
         return (1.0, 0.0) if self.geometry.unknown_type == "real_imag" else (0.0, 0.0)
 
-    def measured(self, i_theta: int, tiles: np.ndarray) -> np.ndarray:
-        """Measured magnitudes ``[n, det_y, det_x]`` float32 (square roots of intensities).
+    @property
+    def fft_order(self) -> bool:
+        """Whether the kernel compares the data in FFT order (``model.loss_in_fft_order``):
+        engines then ask :meth:`measured` for that order and tell ``tile_loss`` so."""
+        return bool(self.model.loss_in_fft_order)
 
-        Whole angles are kept in memory while they fit in ``dataset.cache_mb``.
+    def measured(self, i_theta: int, tiles: np.ndarray, fft_order: bool = False) -> np.ndarray:
+        """Measured magnitudes ``[n, det_y, det_x]`` float32 (square roots of intensities);
+        ``fft_order``: ``ifftshift``-ed over the detector axes (zero frequency at pixel 0).
+
+        Whole angles are kept in memory (in the order asked for) while they fit in
+        ``dataset.cache_mb``.
         """
-        angle = self._cache.get(int(i_theta))
+        key = (int(i_theta), bool(fft_order))
+        angle = self._cache.get(key)
         if angle is not None:
             return angle[np.asarray(tiles)]
         budget = self.settings.dataset.cache_mb * 2 ** 20
         angle_bytes = 4 * self.n_tiles * int(np.prod(self.dataset.det_shape))
         if (len(self._cache) + 1) * angle_bytes <= budget:
-            angle = self._magnitudes(self.dataset.read_angle(int(i_theta)))
-            self._cache[int(i_theta)] = angle
+            angle = self._order(self._magnitudes(self.dataset.read_angle(int(i_theta))),
+                                fft_order)
+            self._cache[key] = angle
             return angle[np.asarray(tiles)]
-        return self._magnitudes(self.dataset.read(int(i_theta), np.asarray(tiles)))
+        return self._order(self._magnitudes(self.dataset.read(int(i_theta), np.asarray(tiles))),
+                           fft_order)
+
+    @staticmethod
+    def _order(data: np.ndarray, fft_order: bool) -> np.ndarray:
+        return np.ascontiguousarray(np.fft.ifftshift(data, axes=(-2, -1))) if fft_order else data
 
     def _magnitudes(self, data: np.ndarray) -> np.ndarray:
         if self.settings.dataset.is_minus_logged:

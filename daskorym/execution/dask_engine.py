@@ -157,10 +157,10 @@ class DaskReconstruction(Reconstruction):
     def _run_batch(self, spec: BatchSpec) -> float:
         c, prob = self.client, self.problem
         kp, wrt = self._small_inputs(spec)
-        measured = prob.measured(spec.i_theta, spec.tiles)
+        measured = prob.measured(spec.i_theta, spec.tiles, fft_order=prob.fft_order)
         s = self.settings.execution
         job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
-                              self._n_pix(len(spec.tiles)))
+                              self._n_pix(len(spec.tiles)), prob.fft_order)
         rot = self._rotated_futures(spec.i_theta)
         positions = self._plan_positions(spec.i_theta)
         index = {int(t): k for k, t in enumerate(spec.tiles)}

@@ -232,10 +232,10 @@ class MPIReconstruction(Reconstruction):
                      for k, v in kp.items()}
             s = self.settings.execution
             job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
-                                  n_pix)
+                                  n_pix, prob.fft_order)
             out = tasks.gradient_task(prob.model, job, tb, part_pieces, fill, small,
-                                      prob.measured(spec.i_theta, tb.tiles), prob.loss,
-                                      prob.mask)
+                                      prob.measured(spec.i_theta, tb.tiles, prob.fft_order),
+                                      prob.loss, prob.mask)
             result = (out["loss"], out["grads"], tb)
         if "obj" in wrt:
             self._return_gradient(plans, result)

@@ -84,6 +84,7 @@ class KernelJob:
     backend: tuple[str, str, str, int]  # name, precision, device, threads
     wrt: tuple[str, ...]
     n_pix_global: int
+    measured_fft_order: bool = False  # the measured data come ifftshift-ed (Problem.measured)
 
 
 def gradient_task(model, job: KernelJob, batch, part_pieces: list, fill, small: dict,
@@ -104,7 +105,8 @@ def gradient_task(model, job: KernelJob, batch, part_pieces: list, fill, small: 
     params = dict(small, obj=chunk)
 
     def f(q):
-        return model.tile_loss(be, q, batch, measured, loss, mask)[0] / job.n_pix_global
+        return model.tile_loss(be, q, batch, measured, loss, mask,
+                               measured_fft_order=job.measured_fft_order)[0] / job.n_pix_global
 
     if job.wrt:
         value, grads = be.value_and_grad(f, params, list(job.wrt))

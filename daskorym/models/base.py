@@ -297,18 +297,25 @@ class ForwardModel:
         return be.sum(be.abs2(self.forward(be, params, batch)), axis=1)
 
     def tile_loss(self, be: Backend, params: dict, batch: TileBatch, measured, loss,
-                  mask=None):
+                  mask=None, measured_fft_order: bool = False):
         """``(loss_sum, n_pixels)`` for measured magnitudes ``[n, det_y, det_x]``.
 
         ``loss`` is a :class:`daskorym.losses.Loss`; ``mask`` an optional
         ``[det_y, det_x]`` array of valid pixels (1) and ignored ones (0).
+        ``measured_fft_order``: ``measured`` is already ``ifftshift``-ed (engines shift a
+        whole angle once when :attr:`loss_in_fft_order` holds; see ``Problem.measured``).
         """
+        mask = None if mask is None else be.asarray(mask)
         if self.loss_in_fft_order:
-            pred = be.sum(be.abs2(self.forward(be, params, batch, centred=False)), axis=1)
-            measured = np.fft.ifftshift(np.asarray(measured), axes=(-2, -1))
-            mask = None if mask is None else np.fft.ifftshift(np.asarray(mask), axes=(-2, -1))
+            if not measured_fft_order:
+                measured = np.fft.ifftshift(np.asarray(measured), axes=(-2, -1))
+            if mask is not None:
+                mask = be.ifftshift(mask)
+            waves = self.forward(be, params, batch, centred=False)
+            total = loss.of_waves(be, waves, be.asarray(measured), mask)
+        elif type(self).intensity is ForwardModel.intensity:
+            total = loss.of_waves(be, self.forward(be, params, batch), be.asarray(measured), mask)
         else:
-            pred = self.intensity(be, params, batch)
-        total = loss(be, pred, be.asarray(measured), None if mask is None else be.asarray(mask))
+            total = loss(be, self.intensity(be, params, batch), be.asarray(measured), mask)
         per_tile = int(np.prod(self.geometry.det_shape)) if mask is None else int(np.sum(mask))
         return total, per_tile * len(batch)

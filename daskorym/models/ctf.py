@@ -105,8 +105,10 @@ class MinusLogTomography(_TileModel):
     def predict(self, be, params, batch):
         raise NotImplementedError(f"{self.name} predicts line integrals, not waves")
 
-    def tile_loss(self, be, params, batch, measured, loss, mask=None):
-        """``(sum (pred - measured)^2 [* mask], n_pixels)``; ``loss`` is ignored."""
+    def tile_loss(self, be, params, batch, measured, loss, mask=None,
+                  measured_fft_order=False):
+        """``(sum (pred - measured)^2 [* mask], n_pixels)``; ``loss`` is ignored (and the
+        data are never in FFT order: ``loss_in_fft_order`` is false)."""
         r = self.intensity(be, params, batch) - be.asarray(measured)
         r2 = r * r
         if mask is not None:

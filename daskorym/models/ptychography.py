@@ -34,7 +34,7 @@ class _TileModel(ForwardModel):
         """Probe modes, defocused and sub-pixel shifted per tile: ``[n or 1, m, py, px]``."""
         g = self.geometry
         pr = params["probe"]
-        probe = be.complex(pr[..., 0], pr[..., 1])
+        probe = be.as_complex(pr)
         probe = be.reshape(probe, (1,) + tuple(probe.shape))
         if "probe_defocus_m" in params:
             kern = fresnel_kernel_diff(be, g.probe_shape, g.psize_m, g.wavelength_m,

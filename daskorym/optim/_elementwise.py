@@ -141,6 +141,10 @@ class AdamOptimizer(ElementwiseOptimizer):
                "b2": (0.999, unit_interval), "eps": (1e-7, positive_float)}
 
     def _update(self, x, g, state, i):
+        arrays = (x, state["m"], state["v"])
+        if all(a.flags.c_contiguous and a.flags.writeable and a.dtype == x.dtype
+               and a.dtype in (np.float32, np.float64) for a in arrays):
+            return self._update_fused(x, np.require(g, x.dtype, "C"), state, i)
         f = x.dtype.type
         t = i + 1
         m, v = state["m"], state["v"]
@@ -158,3 +162,15 @@ class AdamOptimizer(ElementwiseOptimizer):
         np.divide(m, scratch, out=scratch)
         scratch *= f(self.step_size / (1.0 - self.b1 ** t))
         x -= scratch
+
+    def _update_fused(self, x, g, state, i):
+        """The same update in 7 passes over memory instead of 13 (torch's fused in-place
+        kernels on the NumPy arrays' memory, no copies)."""
+        import torch
+        t = i + 1
+        xt, gt = torch.from_numpy(x), torch.from_numpy(g)
+        m, v = torch.from_numpy(state["m"]), torch.from_numpy(state["v"])
+        m.mul_(self.b1).add_(gt, alpha=1.0 - self.b1)
+        v.mul_(self.b2).addcmul_(gt, gt, value=1.0 - self.b2)
+        denom = torch.sqrt(v).mul_(1.0 / np.sqrt(1.0 - self.b2 ** t)).add_(self.eps)
+        xt.addcdiv_(m, denom, value=-self.step_size / (1.0 - self.b1 ** t))

@@ -75,7 +75,10 @@ def _combine(be: Backend, mod: Modulation, slabs: list):
 
 def _slices(be: Backend, obj) -> list:
     # one unbind rather than obj[..., j, :] per slice: the backward pass then writes the
-    # object's gradient once, not a zero-filled full-size buffer per slice
+    # object's gradient once, not a zero-filled full-size buffer per slice; a single slice
+    # is a reshape (a view both ways, no copy at all)
+    if obj.shape[-2] == 1:
+        return [be.reshape(obj, tuple(obj.shape[:-2]) + (obj.shape[-1],))]
     return be.unbind(obj, axis=-2)
 
 
