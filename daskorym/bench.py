@@ -118,8 +118,9 @@ class PeakRSS:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as fh:
+    def rss(pid: int | str = "self") -> int:
+        """Resident memory in bytes of this process, or of process ``pid``."""
+        with open(f"/proc/{pid}/statm") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
     def _run(self) -> None:
@@ -185,7 +186,10 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
                     times.append(time.perf_counter() - t0)
                     cpu_times.append(time.process_time() - p0)
                     comm_times.append(getattr(rec, "comm_seconds", 0.0) - c0)
-                final_loss = rec.history[-1][2]
+                # the error reached: the mean loss over the last epoch's minibatches (the
+                # last minibatch's own loss moves with rounding and with which tiles it holds)
+                last = rec.history[-1][0]
+                final_loss = statistics.fmean(h[2] for h in rec.history if h[0] == last)
                 floor_s, n_ffts = fft_floor(rec, threads=threads, device=device)
                 n_batches = len(rec.history) // n_epochs
             if client is not None:
@@ -236,25 +240,85 @@ class _shared_tmpdir:
 
 
 class _client:
-    """A local Dask cluster for the Dask rows of the bench (None for the local engine)."""
+    """A local Dask cluster for the Dask rows of the bench (None for the local engine).
 
-    def __init__(self, engine: str, n_workers: int) -> None:
+    With ``scheduler_process=True`` the ``LocalCluster`` (its scheduler and the workers'
+    nannies) runs in a child process (:func:`_serve_cluster`) and this process holds only the
+    ``Client``, so that this process's memory is daskorym's own; ``scheduler_pid`` is then
+    the child's pid (else this process's)."""
+
+    def __init__(self, engine: str, n_workers: int, *, scheduler_process: bool = False) -> None:
         self.engine, self.n_workers = engine, n_workers
-        self.client = self.cluster = None
+        self.scheduler_process = scheduler_process
+        self.client = self.cluster = self.proc = None
+
+    @property
+    def scheduler_pid(self) -> int:
+        return self.proc.pid if self.proc is not None else os.getpid()
 
     def __enter__(self):
         if self.engine == "dask":
             from distributed import Client
 
-            from .execution.cluster import make_local_cluster
-            self.cluster = make_local_cluster(self.n_workers)
-            self.client = Client(self.cluster)
+            from .execution.cluster import short_logs
+            short_logs()
+            if self.scheduler_process:
+                self.client = Client(self._start_process())
+            else:
+                from .execution.cluster import make_local_cluster
+                self.cluster = make_local_cluster(self.n_workers)
+                self.client = Client(self.cluster)
         return self.client
+
+    def _start_process(self) -> str:
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c",
+             f"from daskorym.bench import _serve_cluster; _serve_cluster({int(self.n_workers)})"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for line in self.proc.stdout:
+            if line.startswith(_SERVE_MARK):
+                return line[len(_SERVE_MARK):].strip()
+        self._stop_process()
+        raise RuntimeError("the cluster process ended before giving its scheduler address")
+
+    def _stop_process(self) -> None:
+        import subprocess
+
+        try:
+            self.proc.stdin.close()  # _serve_cluster closes the cluster and returns
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
 
     def __exit__(self, *exc) -> None:
         if self.client is not None:
             self.client.close()
+        if self.cluster is not None:
             self.cluster.close()
+        if self.proc is not None:
+            self._stop_process()
+
+
+_SERVE_MARK = "daskorym-scheduler-address: "
+
+
+def _serve_cluster(n_workers: int) -> None:
+    """Child process of ``_client(scheduler_process=True)``: a local cluster of ``n_workers``
+    (:func:`~daskorym.execution.cluster.make_local_cluster`), its scheduler address printed,
+    kept until stdin is closed (the parent done, or gone)."""
+    import sys
+
+    from .execution.cluster import make_local_cluster
+    cluster = make_local_cluster(n_workers)
+    try:
+        print(_SERVE_MARK + cluster.scheduler_address, flush=True)
+        sys.stdin.read()
+    finally:
+        cluster.close()
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -342,20 +406,26 @@ SOAK_CASE = BenchCase(
 
 def run_soak(n_epochs: int = 500, *, n_workers: int = 2, mode: str = "dp",
              warmup: int | None = None, report_every: int = 50, workdir: Path | None = None,
-             echo=print) -> dict[str, Any]:
+             scheduler_process: bool = True, echo=print) -> dict[str, Any]:
     """Run the small soak case for ``n_epochs`` epochs on a local Dask cluster, sampling the
-    client's and every worker's resident memory after each epoch.
+    client's, the scheduler's and every worker's resident memory after each epoch.
+
+    With ``scheduler_process`` (default) the cluster's scheduler (and the workers' nannies)
+    run in a process of their own, so that the client figure is daskorym's own process;
+    without it the scheduler lives in the client process and has no figure of its own
+    (``scheduler_*`` None).
 
     Growth is ``(median of the last 10 % of epochs - median over the 10 % after warm-up) /
-    the latter`` (warm-up: the first ``warmup`` epochs, default 10 %), for the client and
-    the largest worker.  Returns the samples and the growth figures."""
+    the latter`` (warm-up: the first ``warmup`` epochs, default 10 %), for the client, the
+    scheduler and the largest worker.  Returns the samples and the growth figures; the
+    scheduler's summary line is echoed here (the client's and workers' by the caller)."""
     from .execution import make_reconstruction
     warmup = max(1, n_epochs // 10) if warmup is None else int(warmup)
     tail = max(1, n_epochs // 10)
     if n_epochs < warmup + 2 * tail:
         raise ValueError(f"n_epochs = {n_epochs} is too short for a warm-up of {warmup} "
                          f"epochs and two windows of {tail}")
-    client_mb, worker_mb, seconds = [], [], []
+    client_mb, scheduler_mb, worker_mb, seconds = [], [], [], []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         from .simulate import simulate
         data = Path(tmp) / "data.h5"
@@ -367,32 +437,42 @@ def run_soak(n_epochs: int = 500, *, n_workers: int = 2, mode: str = "dp",
         settings["output"] = {"folder": str(Path(tmp) / "out"), "progress": False,
                               "store_checkpoint": True, "n_batch_per_checkpoint": 40,
                               "preview_every_epochs": 100, "preview_every_minutes": 10 ** 6}
-        with _client("dask", n_workers) as client, \
-                make_reconstruction(settings, client=client) as rec:
+        cluster = _client("dask", n_workers, scheduler_process=scheduler_process)
+        with cluster as client, make_reconstruction(settings, client=client) as rec:
             for epoch in range(n_epochs):
                 t0 = time.perf_counter()
                 rec.run(1)
                 seconds.append(time.perf_counter() - t0)
                 client_mb.append(PeakRSS.rss() / 2 ** 20)
+                if scheduler_process:
+                    scheduler_mb.append(PeakRSS.rss(cluster.scheduler_pid) / 2 ** 20)
                 worker_mb.append(sorted(v / 2 ** 20 for v in client.run(PeakRSS.rss).values()))
                 if echo is not None and ((epoch + 1) % report_every == 0 or epoch == 0):
-                    echo(f"epoch {epoch + 1:5d}: client {client_mb[-1]:7.1f} MB, workers "
+                    sched = f"scheduler {scheduler_mb[-1]:7.1f} MB, " if scheduler_process else ""
+                    echo(f"epoch {epoch + 1:5d}: client {client_mb[-1]:7.1f} MB, {sched}workers "
                          + ", ".join(f"{m:7.1f}" for m in worker_mb[-1]) + " MB, "
                          f"{seconds[-1]:.3f} s/epoch")
     worst = [max(w) for w in worker_mb]
 
     def growth(series):
+        if not series:
+            return None, None, None
         base = statistics.median(series[warmup:warmup + tail])
         end = statistics.median(series[-tail:])
         return base, end, (end - base) / base
 
     c0, c1, cg = growth(client_mb)
+    s0, s1, sg = growth(scheduler_mb)
     w0, w1, wg = growth(worst)
+    if echo is not None and scheduler_mb:
+        echo(f"scheduler (own process, with the nannies): {s0:.1f} MB after warm-up -> "
+             f"{s1:.1f} MB at the end ({100 * sg:+.1f} %)")
     return {"epochs": n_epochs, "workers": n_workers, "mode": mode, "warmup": warmup,
-            "window": tail, "client_mb": client_mb, "worker_mb": worker_mb,
-            "s_per_epoch": seconds, "client_start_mb": c0, "client_end_mb": c1,
-            "client_growth": cg, "worker_start_mb": w0, "worker_end_mb": w1,
-            "worker_growth": wg}
+            "window": tail, "client_mb": client_mb, "scheduler_mb": scheduler_mb or None,
+            "worker_mb": worker_mb, "s_per_epoch": seconds,
+            "client_start_mb": c0, "client_end_mb": c1, "client_growth": cg,
+            "scheduler_start_mb": s0, "scheduler_end_mb": s1, "scheduler_growth": sg,
+            "worker_start_mb": w0, "worker_end_mb": w1, "worker_growth": wg}
 
 
 __all__ = ["BenchCase", "CASES", "PeakRSS", "SOAK_CASE", "asdict", "fft_floor", "fft_seconds",

@@ -97,6 +97,8 @@ def _tls_client(settings, ca: Path | None, cert: Path | None, key: Path | None):
     from distributed import Client
     from distributed.security import Security
 
+    from ..execution.cluster import short_logs
+    short_logs()  # before the client: its connection logs take their length when made
     security = Security(tls_ca_file=str(ca), tls_client_cert=str(cert), tls_client_key=str(key),
                         require_encryption=True)
     client = (Client(scheduler_file=cluster, security=security) if cluster.endswith(".json")

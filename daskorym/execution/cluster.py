@@ -24,11 +24,33 @@ def worker_environment(threads: int = 1) -> dict[str, str]:
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
+# distributed keeps the last ``distributed.admin.low-level-log-length`` (default 1000) payloads
+# of every batched connection for debugging (``BatchedSend.recent_message_log``), and with them
+# every task sent: the Dask engine puts each batch's measured data in its gradient task, so the
+# client held ~240 MB of already-computed graphs in the 2D bench case after ~27 epochs (and the
+# scheduler the same per worker connection).  The same key bounds other developer logs
+# (transitions, events).
+LOG_LENGTH = 100
+
+
+def short_logs() -> None:
+    """Make :data:`LOG_LENGTH` the default of ``distributed.admin.low-level-log-length`` in
+    this process (a value the user configured is kept).  Called before a client, scheduler or
+    worker is made: the logs take their length when they are made; workers started by a
+    nanny of this process inherit it."""
+    import dask
+    import distributed  # noqa: F401 - its defaults first, or ours would be overridden
+
+    dask.config.update_defaults({"distributed": {"admin": {"low-level-log-length": LOG_LENGTH}}})
+
+
 def make_local_cluster(n_workers: int, threads: int = 1, memory_limit="auto", **kw):
-    """A ``LocalCluster`` of single-threaded worker processes with :func:`worker_environment`."""
+    """A ``LocalCluster`` of single-threaded worker processes with :func:`worker_environment`
+    (and :func:`short_logs`)."""
     import dask
     from distributed import LocalCluster
 
+    short_logs()
     with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(threads),
                           **WORKER_CONFIG}):
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
@@ -183,6 +205,7 @@ def connect(client=None, cluster: str = "local", n_workers: int | None = None, t
 
     if client is not None:
         return client, None
+    short_logs()
     if cluster == "local":
         n = n_workers or os.cpu_count() or 1
         local = make_local_cluster(n, threads, memory_limit or "auto")
