@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .base import Array, Backend, _check_patches, _patch_flat_index
+from .base import Array, Backend, _check_patches
 
 
 class TorchBackend(Backend):
