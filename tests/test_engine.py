@@ -236,3 +236,58 @@ def test_paths_in_file_are_relative_to_it_and_paths_set_to_the_cwd(tmp_path, mon
                         "object.support_path=mask.npy"])
     assert s.dataset.path == work / "data.h5" and s.output.folder == work / "recon"
     assert s.object.support_path == work / "mask.npy"
+
+
+class _InFlight(Reconstruction):
+    """The local engine with its losses handed back late, as an engine that keeps batches in
+    flight does (``lookahead``): the loop must record, checkpoint and resume the same run.
+    Reading batch ``fail_at``'s loss raises (a run stopped with batches in flight)."""
+
+    lookahead = 2
+
+    def __init__(self, *a, fail_at=None, **kw):
+        self.calls = []  # ("submit", k) / ("read", k) in the order they happened
+        self.fail_at = fail_at
+        super().__init__(*a, **kw)
+
+    def _run_batch(self, spec):
+        k = self.i_batch
+        loss = super()._run_batch(spec)
+        self.calls.append(("submit", k))
+
+        def read():
+            if k == self.fail_at:
+                raise RuntimeError("stopped")
+            self.calls.append(("read", k))
+            return loss
+        return read
+
+
+def test_batches_in_flight_record_checkpoint_and_resume_the_same_run(small_2d, tmp_path):
+    common = dict(optimization={"n_epochs": 2, "minibatch_size": 8})
+    plain, loss_plain = _run(small_settings(small_2d, tmp_path / "plain", **common))
+    per_epoch = len(loss_plain) // 2
+    assert per_epoch > 5
+    s = small_settings(small_2d, tmp_path / "late", output={"n_batch_per_checkpoint": 3},
+                       **common)
+    with _InFlight(s) as rec:
+        rec.run()
+        assert np.array_equal(rec.object, plain)
+        assert [h[2] for h in rec.history] == loss_plain
+        assert [h[1] for h in rec.history] == list(range(per_epoch)) * 2
+        calls = rec.calls
+    # two batches in flight; the checkpoint after the third batch (i_batch 3) read them all
+    assert calls[:7] == [("submit", 0), ("submit", 1), ("submit", 2), ("read", 0),
+                         ("read", 1), ("read", 2), ("submit", 3)]
+    assert calls[7:10] == [("submit", 4), ("submit", 5), ("read", 3)]
+    # stopped with batches 4 and 5 in flight: the checkpoint after batch 2 is the last kept,
+    # and a resume from it gives the same run
+    s2 = small_settings(small_2d, tmp_path / "stopped", output={"n_batch_per_checkpoint": 3},
+                        **common)
+    with _InFlight(s2, fail_at=4) as rec, pytest.raises(RuntimeError, match="stopped"):
+        rec.run()
+    s2["output"]["resume"] = True
+    resumed, _ = _run(s2)
+    assert np.array_equal(resumed, plain)
+    csv = (tmp_path / "stopped" / "loss.csv").read_text().strip().splitlines()
+    assert len(csv) - 1 == len(loss_plain)

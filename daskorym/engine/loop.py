@@ -17,6 +17,7 @@ Per global minibatch (all tiles of one angle, order from
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,9 @@ class Reconstruction:
     """
 
     engine = "local"
+    #: batches an engine may keep in flight while it submits the next one (its
+    #: ``_run_batch`` then returns a callable giving the loss, see ``_run_epoch``)
+    lookahead = 0
 
     def __init__(self, settings: Settings | dict, inputs: InMemoryInputs | None = None) -> None:
         self.settings = settings if isinstance(settings, Settings) else load_settings(settings)
@@ -384,19 +388,20 @@ class Reconstruction:
         t_epoch = time.perf_counter()
         bar = tqdm(total=len(batches), initial=self.next_batch, disable=not show,
                    desc=f"epoch {self.epoch + 1}/{target}", unit="batch", leave=False)
+        # batches submitted whose loss is not known yet: (k, loss or a callable giving it);
+        # an engine that returns callables keeps up to ``lookahead`` batches in flight
+        pending: deque = deque()
+        self._t_mark = time.perf_counter()
         for k in range(self.next_batch, len(batches)):
-            t0 = time.perf_counter()
             # engines that work ahead (the Dask engine's rotations) look at the next batch
             self._next_spec = batches[k + 1] if k + 1 < len(batches) else None
-            loss = self._run_batch(batches[k])
-            dt = time.perf_counter() - t0
-            self._seconds += dt
-            self.history.append((self.epoch, k, loss, dt))
-            self.out.append_loss(self.epoch, k, loss, dt)
-            self.next_batch = k + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4g}")
-            if s.output.store_checkpoint and self.i_batch % s.output.n_batch_per_checkpoint == 0:
+            pending.append((k, self._run_batch(batches[k])))
+            checkpoint_due = s.output.store_checkpoint and \
+                self.i_batch % s.output.n_batch_per_checkpoint == 0
+            while pending and (len(pending) > self.lookahead or checkpoint_due
+                               or k + 1 == len(batches)):
+                self._finish_batch(*pending.popleft(), bar)
+            if checkpoint_due:
                 self.checkpoint()
         bar.close()
         self.epoch += 1
@@ -406,6 +411,21 @@ class Reconstruction:
                        f"{time.perf_counter() - t_epoch:.2f} s")
         if self._outputs_due():
             self.write_outputs()
+
+    def _finish_batch(self, k: int, loss, bar) -> None:
+        """Record batch ``k`` of this epoch once its loss is known (``loss`` may be a
+        callable that waits for it); its time is the wall time since the batch before it
+        was recorded (or since the epoch started)."""
+        if callable(loss):
+            loss = float(loss())
+        now = time.perf_counter()
+        dt, self._t_mark = now - self._t_mark, now
+        self._seconds += dt
+        self.history.append((self.epoch, k, loss, dt))
+        self.out.append_loss(self.epoch, k, loss, dt)
+        self.next_batch = k + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4g}")
 
     def _outputs_due(self) -> bool:
         """Whether results and previews are written after this epoch."""

@@ -74,6 +74,8 @@ class DaskH5Reconstruction(DaskReconstruction):
     state_*}.zarr``.
     """
 
+    _direct_slabs = False  # rotated slabs are files: pieces are always cut by their owner
+
     def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray],
                         grad: np.ndarray | None = None) -> None:
         work = Path(self.out.path) / "work"

@@ -67,12 +67,19 @@ def cut_piece(slab: np.ndarray | SlabRecord, y0: int, region: Region, fill: tupl
     return ya - region.y0, piece
 
 
-def assemble(region: Region, pieces: list[tuple[int, np.ndarray]], trailing: tuple[int, ...],
+#: marks a whole rotated slab among a gradient task's pieces: ``(SLAB, y0, slab)``
+SLAB = "slab"
+
+
+def assemble(region: Region, pieces: list[tuple], trailing: tuple[int, ...],
              fill: tuple[float, ...], dtype) -> np.ndarray:
-    """The region array ``[ny, nx, Lz, C]`` from pieces cut on the slab owners."""
+    """The region array ``[ny, nx, Lz, C]`` from pieces cut on the slab owners
+    (``(row, piece)`` from :func:`cut_piece`) or whole rotated slabs (``(SLAB, y0, slab)``,
+    cut here)."""
     out = np.empty((region.ny, region.nx) + tuple(trailing), dtype)
     out[...] = np.asarray(fill, dtype)
-    for row, piece in pieces:
+    for item in pieces:
+        row, piece = cut_piece(item[2], item[1], region, fill) if item[0] == SLAB else item
         out[row:row + piece.shape[0]] = piece
     return out
 
@@ -118,6 +125,11 @@ def gradient_task(model, job: KernelJob, batch, part_pieces: list, fill, small: 
 def small_grads(result: dict[str, Any]) -> tuple[float, dict[str, np.ndarray]]:
     """The loss share and the gradients of every input but the object (sent to the client)."""
     return result["loss"], {k: v for k, v in result["grads"].items() if k != "obj"}
+
+
+def loss_sum(*results: dict[str, Any]) -> float:
+    """The minibatch's loss: the sum of its gradient tasks' shares (sent to the client)."""
+    return float(sum(r["loss"] for r in results))
 
 
 def add_object_grad(grad_slab: np.ndarray, y0: int, result: dict[str, Any]) -> np.ndarray:
