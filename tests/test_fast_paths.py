@@ -5,7 +5,9 @@
 * patches moved as complex pairs (torch) against the generic gather, and the scatter as
   its exact adjoint;
 * the local engine's one-pass chunk against ``extract_region``;
-* the measured data in FFT order against shifting them per batch.
+* the measured data in FFT order against shifting them per batch;
+* the fused multislice (torch, hand-written adjoint) against the composed slices, and its
+  gradient against finite differences (``gradcheck``).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def test_fused_wave_loss_float32_matches_float64():
         z = be.asarray(psi).requires_grad_(True)
         value = be.wave_loss(z, be.asarray(measured), None, LSQLoss())
         (grad,) = torch.autograd.grad(value, [z])
-        out[precision] = (float(value), grad.to(torch.complex128).numpy())
+        out[precision] = (float(value.detach()), grad.to(torch.complex128).numpy())
     assert out["float32"][0] == pytest.approx(out["float64"][0], rel=1e-5)
     g32, g64 = out["float32"][1], out["float64"][1]
     assert np.linalg.norm(g32 - g64) <= 1e-5 * np.linalg.norm(g64)
@@ -156,3 +158,79 @@ def test_measured_in_fft_order_gives_the_same_reconstruction(tmp_path, monkeypat
     with Reconstruction(settings) as rec:
         b = rec.run().object
     assert np.linalg.norm(a - b) <= 1e-6 * np.linalg.norm(a)
+
+
+def _multislice_inputs(rng, n, modes, lz, shape=(6, 5), broadcast=False):
+    psi = _waves(rng, n=1 if broadcast else n, modes=modes, shape=shape)
+    obj = rng.uniform(-0.5, 0.5, (n,) + shape + (lz, 2))
+    from daskorym.physics.propagation import fresnel_kernel
+    kern = fresnel_kernel(shape, 1e-8, 1e-10, 3e-8, True, 1).astype(np.complex128)
+    return psi, obj, kern
+
+
+@pytest.mark.parametrize("kind", ["delta_beta", "kappa", "real_imag", "sign-1"])
+@pytest.mark.parametrize("modes,broadcast", [(1, False), (3, False), (2, True)])
+def test_fused_multislice_equals_composed(kind, modes, broadcast):
+    """Slice-major object, fused (torch) against the composed slices of the object in its
+    natural layout ``[n, ny, nx, Lz, 2]``: waves and both gradients."""
+    from daskorym.physics.multislice import Modulation, multislice
+    rng = np.random.default_rng(len(kind) + modes)
+    psi, obj, kern = _multislice_inputs(rng, 4, modes, 5, broadcast=broadcast)
+    mod = Modulation("real_imag" if kind == "real_imag" else "delta_beta",
+                     sign=-1 if kind == "sign-1" else 1,
+                     wavelength_m=1e-10, dz_m=1e-10 / (2 * np.pi) * 0.7,
+                     kappa=0.3 if kind == "kappa" else None)
+    if kind == "real_imag":
+        obj = obj + np.array([1.0, 0.0])
+    be = get_backend("torch", "float64")
+    w = torch.tensor(rng.standard_normal((4, modes, 6, 5)))
+    results = []
+    for fused in (True, False):
+        z, o = torch.tensor(psi, requires_grad=True), torch.tensor(obj, requires_grad=True)
+        if fused:
+            out = multislice(be, z, torch.movedim(o, 3, 0), mod, torch.tensor(kern),
+                             slice_major=True)
+        else:
+            out = multislice(be, z, o, mod, torch.tensor(kern))
+        value = torch.sum(w * torch.abs(out) ** 2) + torch.sum(out.real * w)
+        gz, go = torch.autograd.grad(value, [z, o])
+        results.append((out.detach().numpy(), gz.numpy(), go.numpy()))
+    (o1, z1, b1), (o0, z0, b0) = results
+    assert np.linalg.norm(o1 - o0) <= 1e-12 * np.linalg.norm(o0)
+    assert np.linalg.norm(z1 - z0) <= 1e-12 * np.linalg.norm(z0)
+    assert np.linalg.norm(b1 - b0) <= 1e-12 * np.linalg.norm(b0)
+    assert np.linalg.norm(b0) > 0 and np.linalg.norm(z0) > 0
+
+
+def test_fused_multislice_gradient_against_finite_differences():
+    from daskorym.backend.torch_backend import _Multislice
+    rng = np.random.default_rng(7)
+    psi, obj, kern = _multislice_inputs(rng, 2, 2, 3, shape=(4, 3))
+    z = torch.tensor(psi, requires_grad=True)
+    o = torch.tensor(np.moveaxis(obj, 3, 0).copy(), requires_grad=True)
+    for kappa, real_imag in ((None, False), (0.4, False), (None, True)):
+        assert torch.autograd.gradcheck(
+            lambda a, b: _Multislice.apply(a, b, 1.7, -1, kappa, real_imag, torch.tensor(kern)),
+            (z, o), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("trailing", [(3, 2), (4, 1)])
+def test_torch_slice_major_gather_matches_generic(trailing):
+    """``gather_slices`` (torch: chunk made slice-major, gathered along rows) against the
+    generic patches moved to slice-major, values and gradient (its adjoint)."""
+    rng = np.random.default_rng(sum(trailing))
+    img = rng.standard_normal((9, 8) + trailing)
+    iy, ix = np.array([0, 2, 5, 6]), np.array([1, 0, 4, 5])
+    be = get_backend("torch", "float64")
+    w = torch.tensor(rng.standard_normal((trailing[0], 4, 3, 3, trailing[1])))
+    results = []
+    for fast in (True, False):
+        x = torch.tensor(img, requires_grad=True)
+        out = be.gather_slices(x, iy, ix, (3, 3)) if fast else \
+            Backend.gather_slices(be, x, iy, ix, (3, 3))
+        (g,) = torch.autograd.grad(torch.sum(out * w), [x])
+        results.append((out.detach().numpy(), g.numpy()))
+    (v1, g1), (v0, g0) = results
+    assert v1.shape == (trailing[0], 4, 3, 3, trailing[1])
+    assert np.array_equal(v1, v0) and np.allclose(g1, g0, rtol=0, atol=1e-12)
+    assert np.array_equal(v0[:, 1], np.moveaxis(img[2:5, 0:3], 2, 0))

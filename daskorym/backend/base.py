@@ -146,6 +146,19 @@ class Backend(ABC):
         default composes differentiable pieces."""
         return loss(self, self.sum(self.abs2(psi), axis=1), measured, mask)
 
+    def fused_multislice(self, psi: Array, obj: Array, k: float, sign: int,
+                         kappa: float | None, real_imag: bool, kernel: Array | None):
+        """Dense multislice (one slice per step) as one operation with a hand-written
+        adjoint, or ``NotImplemented`` (the default): the caller then composes it.
+
+        ``psi`` complex ``[n, m, ny, nx]``, ``obj`` real slice-major ``[Lz, n, ny, nx, 2]``
+        (:meth:`gather_slices`); slice ``j``
+        transmits ``exp(-k b_j - i sign k a_j)`` (``b = kappa a`` when ``kappa`` is set; a
+        kappa being refined is an array, which a backend may decline) or,
+        with ``real_imag``, ``a_j + i b_j``; ``ifft2(fft2(.) * kernel)`` between slices.
+        """
+        return NotImplemented
+
     @abstractmethod
     def stack(self, xs: Sequence[Array], axis: int = 0) -> Array: ...
 
@@ -212,6 +225,13 @@ class Backend(ABC):
         flat = self.reshape(img, (img.shape[0] * img.shape[1],) + tuple(img.shape[2:]))
         out = self.take(flat, self.asarray(flat_idx.ravel()), axis=0)
         return self.reshape(out, flat_idx.shape + tuple(img.shape[2:]))
+
+    def gather_slices(self, img: Array, iy: np.ndarray, ix: np.ndarray,
+                      shape: tuple[int, int]) -> Array:
+        """:meth:`gather_patches` of an ``[H, W, Lz, C]`` image, slice-major:
+        ``[Lz, n, py, px, C]`` (each slice's patches contiguous, for slice-by-slice
+        propagation).  Differentiable in ``img``."""
+        return self.moveaxis(self.gather_patches(img, iy, ix, shape), 3, 0)
 
     @abstractmethod
     def scatter_add_patches(self, patches: Array, iy: np.ndarray, ix: np.ndarray,

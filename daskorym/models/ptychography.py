@@ -44,8 +44,10 @@ class _TileModel(ForwardModel):
         frac = self.shift_fractions(be, params, batch)
         return probe if frac is None else fourier_shift(be, probe, frac)
 
-    def object_patches(self, be: Backend, params: dict, batch: TileBatch):
-        """The object under each tile ``[n, py, px, Lz, 2]`` (tilted when ``tilt_rad`` given)."""
+    def object_patches(self, be: Backend, params: dict, batch: TileBatch,
+                       slice_major: bool = False):
+        """The object under each tile ``[n, py, px, Lz, 2]`` (tilted when ``tilt_rad`` given);
+        ``[Lz, n, py, px, 2]`` with ``slice_major``."""
         g = self.geometry
         chunk = params["obj"]
         if "tilt_rad" in params:
@@ -53,7 +55,8 @@ class _TileModel(ForwardModel):
                 raise ValueError("a tilted object needs the box layout of tiles (model.layout)")
             chunk = tilt_chunk(be, chunk, params["tilt_rad"], (batch.region.y0, batch.region.x0),
                                g.obj_shape, vacuum_value(g.unknown_type))
-        return be.gather_patches(chunk, batch.crop_px[:, 0], batch.crop_px[:, 1], g.probe_shape)
+        gather = be.gather_slices if slice_major else be.gather_patches
+        return gather(chunk, batch.crop_px[:, 0], batch.crop_px[:, 1], g.probe_shape)
 
     def slice_kernel(self, be: Backend):
         g = self.geometry
@@ -66,13 +69,15 @@ class _TileModel(ForwardModel):
         """Exit waves ``[n, m, py, px]``."""
         g = self.geometry
         psi = self.incident(be, params, batch)
-        obj = self.object_patches(be, params, batch)
         mod = self.modulation(be, params)
+        lz = int(params["obj"].shape[-2])
+        # several slices: taken slice-major (each slice's patches contiguous)
+        obj = self.object_patches(be, params, batch, slice_major=lz > 1 and not g.pure_projection)
         if g.pure_projection:
             return pure_projection(be, psi, obj, mod)
-        n_steps = -(-obj.shape[-2] // g.binning)
+        n_steps = -(-lz // g.binning)
         kern = self.slice_kernel(be) if n_steps > 1 else None
-        return multislice(be, psi, obj, mod, kern, g.binning)
+        return multislice(be, psi, obj, mod, kern, g.binning, slice_major=lz > 1)
 
     def shifted_exit_wave(self, be: Backend, params: dict, batch: TileBatch):
         """Exit waves, shifted by the angle's projection offset ``prj_offset_px`` if given."""

@@ -82,13 +82,15 @@ def _slices(be: Backend, obj) -> list:
     return be.unbind(obj, axis=-2)
 
 
-def multislice(be: Backend, psi, obj, mod: Modulation, slice_kernel=None, binning: int = 1):
+def multislice(be: Backend, psi, obj, mod: Modulation, slice_kernel=None, binning: int = 1,
+               slice_major: bool = False):
     """Dense multislice through slices of equal spacing.
 
     Parameters
     ----------
     psi : complex ``[n, m, ny, nx]`` incident waves (``m`` probe modes)
-    obj : real ``[n, ny, nx, Lz, 2]`` object under each wave
+    obj : real ``[n, ny, nx, Lz, 2]`` object under each wave, or ``[Lz, n, ny, nx, 2]``
+        with ``slice_major`` (:meth:`Backend.gather_slices`)
     slice_kernel : complex ``[ny, nx]`` Fresnel kernel over ``binning * dz``
         (needed when there is more than one step)
     binning : slices merged into one modulation step (their delta, beta
@@ -98,7 +100,12 @@ def multislice(be: Backend, psi, obj, mod: Modulation, slice_kernel=None, binnin
     -------
     complex ``[n, m, ny, nx]`` exit waves.  No propagation follows the last step.
     """
-    slabs = _slices(be, obj)
+    if slice_major and binning == 1 and obj.shape[0] > 1:
+        fused = be.fused_multislice(psi, obj, mod.k1, mod.sign, mod.kappa,
+                                    mod.unknown_type == "real_imag", slice_kernel)
+        if fused is not NotImplemented:
+            return fused
+    slabs = be.unbind(obj, axis=0) if slice_major else _slices(be, obj)
     lz = len(slabs)
     starts = list(range(0, lz, binning))
     for i, start in enumerate(starts):
