@@ -130,3 +130,25 @@ def test_whole_slabs_assemble_as_cut_pieces():
         pad[3:13, 3:10] = obj
         assert np.array_equal(ref, pad[region.y0 + 3:region.y0 + 3 + region.ny,
                                        region.x0 + 3:region.x0 + 3 + region.nx])
+
+
+def test_slab_shares_add_up_to_the_whole_gradient():
+    """Each owner adding only its slab's share of a gradient task's object gradient gives
+    the same slabs as adding the whole result (box and mosaic parts, regions past the
+    object's edges)."""
+    from daskorym.execution import tasks
+    from daskorym.physics import Region
+    rng = np.random.default_rng(1)
+    shape = (10, 7, 3, 2)
+    bounds = [(0, 4), (4, 8), (8, 10)]
+    g = rng.normal(size=(14, 9, 3, 2))
+    for parts in ([(Region(-2, -1, 14, 9), 0, 0)],
+                  [(Region(1, 0, 5, 4), 0, 0), (Region(5, 3, 6, 5), 5, 4)]):
+        result = {"grads": {"obj": g}, "parts": parts}
+        for a, b in bounds:
+            whole = tasks.add_object_grad(np.zeros((b - a,) + shape[1:]), a, result)
+            share = tasks.slab_share(result, a, b)
+            assert all(e[3].shape[0] <= b - a for e in share["entries"])
+            assert np.array_equal(tasks.add_object_grad(np.zeros((b - a,) + shape[1:]), a, share),
+                                  whole)
+            assert np.any(whole) or a == 8

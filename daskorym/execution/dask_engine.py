@@ -54,6 +54,7 @@ class DaskReconstruction(Reconstruction):
     engine = "dask"
     lookahead = 1
     _direct_slabs = True  # gradient tasks may read rotated slabs whole (see ``_piece``)
+    _share_rows = True  # other owners get only their rows of a gradient (``tasks.slab_share``)
 
     def __init__(self, settings, inputs=None, *, client=None, slab_height: int | None = None):
         self._client_arg = client
@@ -179,7 +180,9 @@ class DaskReconstruction(Reconstruction):
         rot = self._rotated_futures(spec.i_theta)
         positions = self._plan_positions(spec.i_theta)
         index = {int(t): k for k, t in enumerate(spec.tiles)}
-        results, to_add = [], [[] for _ in self.bounds]
+        results = []
+        readers = [[] for _ in self.bounds]  # per slab, the gradient tasks that read it
+        to_add = [[] for _ in self.bounds]  # per slab, what its owner adds to its gradient
         for k, group in enumerate(self._groups(spec.tiles)):
             rows = np.array([index[int(t)] for t in group])
             tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
@@ -187,15 +190,18 @@ class DaskReconstruction(Reconstruction):
             pieces = [[self._piece(i, rot, reg) for i in self._slabs_under(reg)]
                       for reg, _, _ in parts]
             small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
+            worker = self.workers[k % len(self.workers)]
             res = c.submit(tasks.gradient_task, self._model_f, job, tb, pieces,
                            prob.vacuum, small, measured[rows], prob.loss, prob.mask, pure=False,
-                           workers=[self.workers[k % len(self.workers)]],
-                           allow_other_workers=True, **self._resources)
+                           workers=[worker], allow_other_workers=True, **self._resources)
             results.append((res, rows))
-            for i in {i for reg, _, _ in parts for i in self._slabs_under(reg)}:
-                to_add[i].append(res)
+            for i in sorted({i for reg, _, _ in parts for i in self._slabs_under(reg)}):
+                readers[i].append(res)
+                # another owner gets only the rows of its slab, cut where the task ran
+                to_add[i].append(res if self.owners[i] == worker or not self._share_rows else
+                                 c.submit(tasks.slab_share, res, *self.bounds[i], priority=1))
         # the object's side first, so the owners keep working while the client waits
-        self._readers = to_add  # per slab, the gradient tasks that read it
+        self._readers = readers
         if "obj" not in wrt:
             to_add = [[] for _ in self.bounds]
         else:
@@ -211,14 +217,15 @@ class DaskReconstruction(Reconstruction):
         self.i_batch += 1
         small_due = [p for p in self.params.values() if p.kernel_key in wrt and p.name != "object"]
         reg = self._reg_value
+        # loss shares and small gradients taken out where each gradient task ran (no
+        # transfer of its object gradient)
+        share_f = [c.submit(tasks.small_grads, r, priority=1) for r, _ in results]
         if not small_due:
             # nothing the client applies: the next batch is submitted at once and this
             # batch's loss is read later (the loop keeps ``lookahead`` batches in flight), so
             # the workers go on from the update to the next batch without waiting for us
-            total = c.submit(tasks.loss_sum, *[r for r, _ in results], priority=1)
-            return lambda: float(self._gather([total])[0]) + reg
-        shares = self._gather([c.submit(tasks.small_grads, r, priority=1)
-                               for r, _ in results])
+            return lambda: float(sum(v for v, _ in self._gather(share_f))) + reg
+        shares = self._gather(share_f)
         loss = float(sum(v for v, _ in shares))
         for p in small_due:
             p.apply(p.full_gradient(self._sum_small(p.kernel_key, shares, results, spec), spec))

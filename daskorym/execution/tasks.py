@@ -127,24 +127,40 @@ def small_grads(result: dict[str, Any]) -> tuple[float, dict[str, np.ndarray]]:
     return result["loss"], {k: v for k, v in result["grads"].items() if k != "obj"}
 
 
-def loss_sum(*results: dict[str, Any]) -> float:
-    """The minibatch's loss: the sum of its gradient tasks' shares (sent to the client)."""
-    return float(sum(r["loss"] for r in results))
+def _grad_entries(result: dict[str, Any]) -> list[tuple]:
+    """``(region, r0, c0, array)`` per piece of a task's object gradient: the region's
+    values are ``array[r0:r0 + ny, c0:c0 + nx]``."""
+    if "entries" in result:
+        return result["entries"]
+    g = result["grads"].get("obj")
+    if g is None:
+        return []
+    return [(region, r0, c0, g) for region, r0, c0 in result["parts"]]
 
 
 def add_object_grad(grad_slab: np.ndarray, y0: int, result: dict[str, Any]) -> np.ndarray:
-    """``grad_slab += `` the rows of the task's object gradient falling in this slab."""
-    g = result["grads"].get("obj")
-    if g is None:
-        return grad_slab
+    """``grad_slab += `` the rows of the task's object gradient falling in this slab
+    (``result``: a gradient task's or a :func:`slab_share`)."""
     h = grad_slab.shape[0]
-    for region, r0, c0 in result["parts"]:
+    for region, r0, c0, g in _grad_entries(result):
         ya, yb = max(y0, region.y0), min(y0 + h, region.y0 + region.ny)
         xa, xb = max(region.x0, 0), min(region.x0 + region.nx, grad_slab.shape[1])
         if yb > ya and xb > xa:
             grad_slab[ya - y0:yb - y0, xa:xb] += g[r0 + ya - region.y0:r0 + yb - region.y0,
                                                    c0 + xa - region.x0:c0 + xb - region.x0]
     return grad_slab
+
+
+def slab_share(result: dict[str, Any], y0: int, y1: int) -> dict[str, Any]:
+    """The rows ``[y0, y1)`` of a gradient task's object gradient (what the owner of that
+    slab adds; sent instead of the whole chunk's gradient)."""
+    entries = []
+    for region, r0, c0, g in _grad_entries(result):
+        ya, yb = max(y0, region.y0), min(y1, region.y0 + region.ny)
+        if yb > ya:
+            rows = g[r0 + ya - region.y0:r0 + yb - region.y0, c0:c0 + region.nx].copy()
+            entries.append((Region(ya, region.x0, yb - ya, region.nx), 0, 0, rows))
+    return {"entries": entries}
 
 
 def add_to_record(record: SlabRecord, y0: int, *results: dict[str, Any]) -> SlabRecord:
