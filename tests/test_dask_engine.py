@@ -44,11 +44,15 @@ def test_dask_equals_local(case, mode, client, tmp_path, request):
     assert rel < 1e-5 and rel_loss < 1e-5
 
 
-def test_batches_in_flight_with_checkpoints_equal_local(small_3d, client, tmp_path):
-    """Only the object refined: the Dask engine submits the next batch before reading the
-    loss (``lookahead``); with checkpoints every 3 batches and a resume mid-run it still
-    gives the local engine's numbers."""
+@pytest.mark.parametrize("lookahead", [0, 1])
+def test_batches_in_flight_with_checkpoints_equal_local(small_3d, client, tmp_path, lookahead,
+                                                         monkeypatch):
+    """Only the object refined: the Dask engine hands back the loss to be read later (the
+    loop reads it after ``lookahead`` more batches); with checkpoints every 3 batches and a
+    resume mid-run it still gives the local engine's numbers, with and without batches in
+    flight."""
     from daskorym.execution.dask_engine import DaskReconstruction
+    monkeypatch.setattr(DaskReconstruction, "lookahead", lookahead)
     common = dict(optimization={"n_epochs": 2, "minibatch_size": 8},
                   output={"n_batch_per_checkpoint": 3})
     local = small_settings(small_3d, tmp_path / "local", execution={"precision": "float64"},

@@ -86,8 +86,9 @@ def test_reduces_loss(case, problem_cls):
 # ------------------------------------------------------------------ Adam reference
 
 
-def adam_reference(x, grads, step, b1, b2, eps):
-    """Textbook Adam with bias correction, float64, written out step by step."""
+def adam_reference(x, grads, step, b1, b2, eps, steps=None):
+    """Textbook Adam with bias correction, float64, written out step by step (``steps``:
+    the step of each update, default ``step`` throughout)."""
     x = x.astype(np.float64).copy()
     m = np.zeros_like(x)
     v = np.zeros_like(x)
@@ -96,7 +97,7 @@ def adam_reference(x, grads, step, b1, b2, eps):
         v = b2 * v + (1 - b2) * g ** 2
         m_hat = m / (1 - b1 ** t)
         v_hat = v / (1 - b2 ** t)
-        x = x - step * m_hat / (np.sqrt(v_hat) + eps)
+        x = x - (step if steps is None else steps[t - 1]) * m_hat / (np.sqrt(v_hat) + eps)
     return x
 
 
@@ -112,6 +113,30 @@ def test_adam_matches_reference(dtype, rtol):
     expected = adam_reference(x0, [g.astype(np.float64) for g in grads], 0.1, 0.8, 0.99, 1e-3)
     assert x.dtype == dtype
     np.testing.assert_allclose(x, expected, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 1e-6)])
+def test_adam_halving_schedule_matches_reference(dtype, rtol):
+    """``dynamic_rate``: Adam's step halved at updates 3, 6, 12 (``first_downrate_iteration``
+    3), both update paths (fused in place, and blocked NumPy for non-contiguous arrays)."""
+    rng = np.random.default_rng(4)
+    x0 = rng.standard_normal((6, 5)).astype(dtype)
+    grads = [rng.standard_normal((6, 5)).astype(dtype) for _ in range(13)]
+    opt = AdamOptimizer(step_size=0.1, b1=0.8, b2=0.99, eps=1e-3, dynamic_rate=True,
+                        first_downrate_iteration=3)
+    steps = [0.1] * 3 + [0.05] * 3 + [0.025] * 6 + [0.0125]
+    assert [opt.step_size_at(i) for i in range(13)] == steps
+    expected = adam_reference(x0, [g.astype(np.float64) for g in grads], 0.1, 0.8, 0.99, 1e-3,
+                              steps)
+    for layout in ("contiguous", "strided"):
+        big = np.zeros((6, 10), dtype)
+        x = x0.copy() if layout == "contiguous" else big[:, ::2]
+        x[...] = x0
+        state = opt.init_state(x0.shape, dtype)
+        for i, g in enumerate(grads):
+            opt.step(x, g, state, i)
+        np.testing.assert_allclose(x, expected, rtol=rtol, atol=rtol)
+    assert AdamOptimizer(step_size=0.1).step_size_at(500) == 0.1  # off by default
 
 
 def test_momentum_matches_reference():

@@ -62,6 +62,17 @@ class ElementwiseOptimizer(Optimizer):
         raise NotImplementedError
 
 
+def _halving(step_size: float, i: int, dynamic: bool, first: int) -> float:
+    """``step_size / 2**k``: ``k = 0`` for ``i < first`` (or without ``dynamic``), else
+    ``floor(log2(i / first)) + 1`` (halved at ``first``, ``2 first``, ``4 first``, ...);
+    ``k`` computed exactly in integers."""
+    i = check_counter(i)
+    if not dynamic:
+        return step_size
+    # floor(log2(i/N)) + 1 == bit_length(i // N) for i >= N, and 0 for i < N.
+    return step_size / 2.0 ** (i // first).bit_length()
+
+
 class GDOptimizer(ElementwiseOptimizer):
     """Gradient descent ``x -= lr_i * g`` with an optional halving schedule.
 
@@ -83,13 +94,8 @@ class GDOptimizer(ElementwiseOptimizer):
                "first_downrate_iteration": (20, positive_int)}
 
     def step_size_at(self, i: int) -> float:
-        """``step_size / 2**k`` (see class docstring); ``k`` computed exactly in integers."""
-        i = check_counter(i)
-        if not self.dynamic_rate:
-            return self.step_size
-        # floor(log2(i/N)) + 1 == bit_length(i // N) for i >= N, and 0 for i < N.
-        k = (i // self.first_downrate_iteration).bit_length()
-        return self.step_size / 2.0 ** k
+        """``step_size / 2**k`` (see class docstring)."""
+        return _halving(self.step_size, i, self.dynamic_rate, self.first_downrate_iteration)
 
     def _update(self, x, g, state, i):
         lr = x.dtype.type(self.step_size_at(i))
@@ -133,12 +139,24 @@ class AdamOptimizer(ElementwiseOptimizer):
     b1 : float in [0, 1), default 0.9
     b2 : float in [0, 1), default 0.999
     eps : float > 0, default 1e-7
+    dynamic_rate : bool, default False
+        Halve ``step_size`` at update ``first_downrate_iteration`` and again at twice,
+        four times, ... that count (the schedule of :class:`GDOptimizer`).  Adam's own
+        step does not shrink when gradients stay noisy, so a run that has converged keeps
+        moving every element by about ``step_size``; the schedule lets it settle.
+    first_downrate_iteration : int, default 20
     """
 
     name: ClassVar[str] = "adam"
     STATE_KEYS = ("m", "v")
     OPTIONS = {"step_size": (1e-3, positive_float), "b1": (0.9, unit_interval),
-               "b2": (0.999, unit_interval), "eps": (1e-7, positive_float)}
+               "b2": (0.999, unit_interval), "eps": (1e-7, positive_float),
+               "dynamic_rate": (False, boolean),
+               "first_downrate_iteration": (20, positive_int)}
+
+    def step_size_at(self, i: int) -> float:
+        """The step at update ``i`` (``step_size``, or halved, see ``dynamic_rate``)."""
+        return _halving(self.step_size, i, self.dynamic_rate, self.first_downrate_iteration)
 
     def _update(self, x, g, state, i):
         arrays = (x, state["m"], state["v"])
@@ -160,7 +178,7 @@ class AdamOptimizer(ElementwiseOptimizer):
         np.sqrt(scratch, out=scratch)
         scratch += f(self.eps)
         np.divide(m, scratch, out=scratch)
-        scratch *= f(self.step_size / (1.0 - self.b1 ** t))
+        scratch *= f(self.step_size_at(i) / (1.0 - self.b1 ** t))
         x -= scratch
 
     def _update_fused(self, x, g, state, i):
@@ -173,4 +191,4 @@ class AdamOptimizer(ElementwiseOptimizer):
         m.mul_(self.b1).add_(gt, alpha=1.0 - self.b1)
         v.mul_(self.b2).addcmul_(gt, gt, value=1.0 - self.b2)
         denom = torch.sqrt(v).mul_(1.0 / np.sqrt(1.0 - self.b2 ** t)).add_(self.eps)
-        xt.addcdiv_(m, denom, value=-self.step_size / (1.0 - self.b1 ** t))
+        xt.addcdiv_(m, denom, value=-self.step_size_at(i) / (1.0 - self.b1 ** t))
