@@ -204,13 +204,19 @@ def test_fused_multislice_equals_composed(kind, modes, broadcast):
 
 def test_fused_multislice_gradient_against_finite_differences():
     from daskorym.backend.torch_backend import _Multislice
+    from daskorym.physics.multislice import Modulation
+    be = get_backend("torch", "float64")
     rng = np.random.default_rng(7)
     psi, obj, kern = _multislice_inputs(rng, 2, 2, 3, shape=(4, 3))
     z = torch.tensor(psi, requires_grad=True)
     o = torch.tensor(np.moveaxis(obj, 3, 0).copy(), requires_grad=True)
     for kappa, real_imag in ((None, False), (0.4, False), (None, True)):
+        # k1 = 2 pi dz / lambda = 1.7, sign -1
+        mod = Modulation("real_imag" if real_imag else "delta_beta", wavelength_m=1e-10,
+                         dz_m=1.7e-10 / (2 * np.pi), sign=-1, kappa=kappa)
+        assert mod.k1 == pytest.approx(1.7)
         assert torch.autograd.gradcheck(
-            lambda a, b: _Multislice.apply(a, b, 1.7, -1, kappa, real_imag, torch.tensor(kern)),
+            lambda a, b: _Multislice.apply(a, b, mod, be, torch.tensor(kern)),
             (z, o), eps=1e-6, atol=1e-7)
 
 

@@ -121,6 +121,10 @@ class Backend(ABC):
         """``exp(i phase)`` for a real ``phase``."""
         return self.complex(self.cos(phase), self.sin(phase))
 
+    def polar(self, magnitude: Array, phase: Array) -> Array:
+        """``magnitude exp(i phase)`` for real arrays (backends may do it in one pass)."""
+        return magnitude * self.expi(phase)
+
     def conj(self, z: Array) -> Array:
         return self.complex(self.real(z), -self.imag(z))
 
@@ -146,16 +150,14 @@ class Backend(ABC):
         default composes differentiable pieces."""
         return loss(self, self.sum(self.abs2(psi), axis=1), measured, mask)
 
-    def fused_multislice(self, psi: Array, obj: Array, k: float, sign: int,
-                         kappa: float | None, real_imag: bool, kernel: Array | None):
+    def fused_multislice(self, psi: Array, obj: Array, mod, kernel: Array | None):
         """Dense multislice (one slice per step) as one operation with a hand-written
         adjoint, or ``NotImplemented`` (the default): the caller then composes it.
 
         ``psi`` complex ``[n, m, ny, nx]``, ``obj`` real slice-major ``[Lz, n, ny, nx, 2]``
-        (:meth:`gather_slices`); slice ``j``
-        transmits ``exp(-k b_j - i sign k a_j)`` (``b = kappa a`` when ``kappa`` is set; a
-        kappa being refined is an array, which a backend may decline) or,
-        with ``real_imag``, ``a_j + i b_j``; ``ifft2(fft2(.) * kernel)`` between slices.
+        (:meth:`gather_slices`); slice ``j`` transmits ``mod.transmission(obj[j])`` (``mod``
+        a :class:`daskorym.physics.Modulation`; a kappa being refined is an array, which a
+        backend may decline); ``ifft2(fft2(.) * kernel)`` between slices.
         """
         return NotImplemented
 

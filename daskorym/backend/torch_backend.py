@@ -101,6 +101,9 @@ class TorchBackend(Backend):
     def expi(self, phase):
         return torch.polar(torch.ones_like(phase), phase)
 
+    def polar(self, magnitude, phase):
+        return torch.polar(magnitude, phase)
+
     def conj(self, z):
         return torch.conj(z)
 
@@ -115,12 +118,11 @@ class TorchBackend(Backend):
             return super().wave_loss(psi, measured, mask, loss)  # no adjoint to fuse
         return _WaveLoss.apply(psi, measured, mask, loss, self)
 
-    def fused_multislice(self, psi, obj, k, sign, kappa, real_imag, kernel):
-        if (kernel is not None and kernel.requires_grad) or isinstance(kappa, torch.Tensor):
+    def fused_multislice(self, psi, obj, mod, kernel):
+        if (kernel is not None and kernel.requires_grad) or \
+                isinstance(mod.kappa, torch.Tensor):
             return NotImplemented  # refined (lg_kappa) or differentiable: composed instead
-        return _Multislice.apply(psi, obj, float(k), int(sign),
-                                 None if kappa is None else float(kappa), bool(real_imag),
-                                 kernel)
+        return _Multislice.apply(psi, obj, mod, self, kernel)
 
     def sum(self, x, axis=None):
         return torch.sum(x) if axis is None else torch.sum(x, dim=axis)
@@ -300,21 +302,12 @@ class _Multislice(torch.autograd.Function):
     the slices' gradients with a ``stack``."""
 
     @staticmethod
-    def transmission(pair, k, sign, kappa, real_imag):
-        """``pair [n, ny, nx, 2]`` (contiguous) -> complex ``[n, ny, nx]``."""
-        if real_imag:
-            return torch.view_as_complex(pair)
-        a = pair[..., 0]
-        b = a * kappa if kappa is not None else pair[..., 1]
-        return torch.polar(torch.exp(b * (-k)), a * (-sign * k))
-
-    @staticmethod
-    def forward(ctx, psi, obj, k, sign, kappa, real_imag, kernel):
+    def forward(ctx, psi, obj, mod, be, kernel):
         lz = obj.shape[0]
         obj = obj.contiguous()
         waves, trans = [], []
         for j in range(lz):
-            t = _Multislice.transmission(obj[j], k, sign, kappa, real_imag)[:, None]
+            t = mod.transmission(be, obj[j])[:, None]
             waves.append(psi)
             trans.append(t)
             psi = psi * t
@@ -322,7 +315,7 @@ class _Multislice(torch.autograd.Function):
                 psi = torch.fft.ifft2(torch.fft.fft2(psi) * kernel)
         ctx.save_for_backward(kernel, *waves, *trans)
         ctx.lz, ctx.obj_shape, ctx.psi_shape = lz, obj.shape, waves[0].shape
-        ctx.k, ctx.sign, ctx.kappa, ctx.real_imag = k, sign, kappa, real_imag
+        ctx.mod = mod
         return psi
 
     @staticmethod
@@ -330,7 +323,8 @@ class _Multislice(torch.autograd.Function):
         kernel, *saved = ctx.saved_tensors
         lz = ctx.lz
         waves, trans = saved[:lz], saved[lz:]
-        k, sign, kappa = ctx.k, ctx.sign, ctx.kappa
+        mod = ctx.mod
+        k, sign, kappa = mod.k1, mod.sign, mod.kappa
         kernel_conj = kernel.conj().resolve_conj() if kernel is not None else None
         grad_obj = None
         if ctx.needs_input_grad[1]:
@@ -342,7 +336,7 @@ class _Multislice(torch.autograd.Function):
                 gt = g * waves[j].conj()
                 gt = gt[:, 0] if gt.shape[1] == 1 else gt.sum(1)
                 out = grad_obj[j]
-                if ctx.real_imag:  # t = a + ib: (dL/da, dL/db) = (Re, Im) of gt
+                if mod.unknown_type == "real_imag":  # t = a + ib: (dL/da, dL/db) = (Re, Im) of gt
                     out.copy_(torch.view_as_real(gt))
                 else:
                     # c = conj(gt) t; dL/da = sign k Im c, dL/db = -k Re c (b = kappa a:
@@ -361,4 +355,4 @@ class _Multislice(torch.autograd.Function):
             g = None
         elif g.shape != ctx.psi_shape:  # an incident wave broadcast over the tiles
             g = g.sum_to_size(ctx.psi_shape)
-        return g, grad_obj, None, None, None, None, None
+        return g, grad_obj, None, None, None

@@ -56,7 +56,7 @@ class Modulation:
         a, b = values[..., 0], values[..., 1]
         if self.kappa is not None:
             b = a * self.kappa
-        return be.exp(b * (-k)) * be.expi(a * (-self.sign * k))
+        return be.polar(be.exp(b * (-k)), a * (-self.sign * k))
 
 
 def _combine(be: Backend, mod: Modulation, slabs: list):
@@ -101,8 +101,7 @@ def multislice(be: Backend, psi, obj, mod: Modulation, slice_kernel=None, binnin
     complex ``[n, m, ny, nx]`` exit waves.  No propagation follows the last step.
     """
     if slice_major and binning == 1 and obj.shape[0] > 1:
-        fused = be.fused_multislice(psi, obj, mod.k1, mod.sign, mod.kappa,
-                                    mod.unknown_type == "real_imag", slice_kernel)
+        fused = be.fused_multislice(psi, obj, mod, slice_kernel)
         if fused is not NotImplemented:
             return fused
     slabs = be.unbind(obj, axis=0) if slice_major else _slices(be, obj)
