@@ -36,9 +36,10 @@ def test_ptycho2d_quick(tmp_path, engine):
 def test_ptychotomo3d_quick(tmp_path, regime):
     stdout = _run("ptychotomo3d.py", tmp_path, "--regime", regime)
     r = float(re.search(r"Pearson ([0-9.]+)", stdout).group(1))
+    ssim_volume = float(re.search(r"SSIM ([0-9.]+) \(volume\)", stdout).group(1))
     print(stdout)
     assert stdout.startswith(f"{regime}:") or f"\n{regime}:" in stdout
-    assert r > 0.6
+    assert r > 0.75 and ssim_volume > 0.75  # quick: 24^3, 8 angles (0.83 / 0.82 here)
     assert (tmp_path / "ex" / "comparison.png").stat().st_size > 0
 
 

@@ -99,6 +99,35 @@ def test_raster_positions_cover_object(shape, probe, step):
         raster_positions((4, 4), probe, step)
 
 
+def test_raster_scan_margin_lights_the_border():
+    """A Gaussian probe (sigma = size / 6) scanned over the object alone barely lights the
+    object's border rows (0.1 % of the peak); a margin of six pixels brings them to
+    several per cent."""
+    shape, probe, step = (64, 64), (32, 32), 6
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    intensity = np.exp(-(yy ** 2 + xx ** 2) / (32 / 6) ** 2)
+
+    def light(pos):
+        out = np.zeros((64 + 64, 64 + 64))  # room for tiles sticking out
+        for y, x in pos.astype(int):
+            out[32 + y:32 + y + 32, 32 + x:32 + x + 32] += intensity
+        return out[32:96, 32:96]
+
+    plain, wide = raster_positions(shape, probe, step), raster_positions(shape, probe, step,
+                                                                          margin_px=6)
+    assert len(wide) > len(plain)
+    assert wide.min() <= plain.min() - 6 and wide.max() >= plain.max() + 6
+    lp, lw = light(plain), light(wide)
+    assert lp[0].max() < 0.005 * lp.max()          # the border row is almost dark
+    assert lw[0, 8:56].min() > 0.05 * lw.max()     # lit with the margin (centre columns)
+    assert lw[8:56, 8:56].min() > 0.5 * lw.max()
+    assert np.all(np.diff(wide[:, 0][::9]) == step)
+    with pytest.raises(ValueError, match="margin_px"):
+        raster_positions(shape, probe, step, margin_px=17)
+    with pytest.raises(ValueError, match="margin_px"):
+        raster_positions(shape, probe, step, margin_px=-1)
+
+
 @pytest.mark.parametrize("shape, tiles", [((10, 7), (3, 2)), ((16, 16), (2, 2)), ((5, 10), (1, 4))])
 def test_grid_tiles_cover_every_pixel_once(shape, tiles):
     pos, (ty, tx) = grid_tiles(shape, *tiles)

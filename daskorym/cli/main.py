@@ -102,6 +102,8 @@ def _describe_truth(path: Path) -> str:
 @click.option("--free-prop-cm", type=FLOATS, help="Distance(s) in cm, comma-separated, or inf.")
 @click.option("--step", "step_px", type=float, help="Raster scan step in pixels.")
 @click.option("--jitter", "jitter_px", type=float, help="Random position jitter in pixels.")
+@click.option("--scan-margin", "scan_margin_px", type=float,
+              help="Scan this many pixels beyond the object on every side (tapered probes).")
 @click.option("--modes", "n_probe_modes", type=int, help="Number of probe modes.")
 @click.option("--fly-scan", "fly_scan_px", type=float,
               help="Fly scan: probe motion along x during each exposure, in pixels.")

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 
-def _axis_positions(length_px: int, probe_px: int, step_px: float) -> np.ndarray:
+def _axis_positions(length_px: float, probe_px: int, step_px: float) -> np.ndarray:
     """Corners along one axis: evenly spaced by ``step_px``, centred on the object.
 
     ``n = ceil((L - p) / step) + 1`` corners span ``(n - 1) step >= L - p``; the
@@ -26,7 +26,7 @@ def _axis_positions(length_px: int, probe_px: int, step_px: float) -> np.ndarray
 
 def raster_positions(obj_shape_yx: tuple[int, int], probe_shape: tuple[int, int],
                      step_px: float | tuple[float, float], jitter_px: float = 0.0,
-                     seed: int = 0) -> np.ndarray:
+                     seed: int = 0, margin_px: float = 0.0) -> np.ndarray:
     """A raster scan covering the object.
 
     Parameters
@@ -37,12 +37,15 @@ def raster_positions(obj_shape_yx: tuple[int, int], probe_shape: tuple[int, int]
     jitter_px : uniform random offsets in [-jitter, jitter] added to each
         coordinate (sub-pixel positions), seeded by ``seed``
     seed : random seed of the jitter
+    margin_px : scan a field ``margin_px`` larger than the object on every side, so that
+        the bright centre of a tapered probe (a Gaussian) also passes over the object's
+        border pixels, which the tiles' faint edges barely light otherwise
 
     Returns
     -------
     float64 ``[n_y * n_x, 2]`` top-left corners, y outer.  Every object pixel is
     under at least one tile (without jitter); a tile sticks out of the object by
-    at most half a step (plus the jitter).
+    at most half a step plus ``margin_px`` (plus the jitter).
     """
     ly, lx = (int(v) for v in obj_shape_yx)
     py, px = (int(v) for v in probe_shape)
@@ -55,8 +58,12 @@ def raster_positions(obj_shape_yx: tuple[int, int], probe_shape: tuple[int, int]
                              f"tiles overlap or touch, got {step}")
     if jitter_px < 0:
         raise ValueError(f"jitter_px must be >= 0, got {jitter_px}")
-    ys = _axis_positions(ly, py, float(steps[0]))
-    xs = _axis_positions(lx, px, float(steps[1]))
+    if not (math.isfinite(margin_px) and 0 <= margin_px <= min(py, px) / 2):
+        raise ValueError(f"margin_px must be in [0, {min(py, px) / 2}] (half the probe), "
+                         f"got {margin_px}")
+    m = float(margin_px)
+    ys = _axis_positions(ly + 2 * m, py, float(steps[0])) - m
+    xs = _axis_positions(lx + 2 * m, px, float(steps[1])) - m
     pos = np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
     if jitter_px > 0:
         pos = pos + np.random.default_rng([seed, 2]).uniform(-jitter_px, jitter_px, pos.shape)
@@ -100,12 +107,13 @@ LAYOUTS = ("raster", "whole", "grid")
 def scan_layout(layout: str, obj_shape_yx: tuple[int, int], *,
                 probe_shape: tuple[int, int] | None = None, step_px: float | None = None,
                 jitter_px: float = 0.0, seed: int = 0, tiles: tuple[int, int] = (1, 1),
-                safe_zone_px: int = 0, n_dists: int = 1
+                safe_zone_px: int = 0, n_dists: int = 1, margin_px: float = 0.0
                 ) -> tuple[tuple[int, int], np.ndarray]:
     """Probe (wave tile) shape and positions of one of the :data:`LAYOUTS`.
 
     * ``raster``: a scanned ``probe_shape`` probe, :func:`raster_positions` with
-      ``step_px`` (default a quarter of the probe);
+      ``step_px`` (default a quarter of the probe) over the object and ``margin_px``
+      around it;
     * ``whole``: one tile, the object's shape, at (0, 0) (full-field CDI);
     * ``grid``: :func:`grid_tiles` detector tiles of the object's field, the wave tile
       ``safe_zone_px`` larger on each side; the grid is repeated ``n_dists`` times
@@ -122,7 +130,7 @@ def scan_layout(layout: str, obj_shape_yx: tuple[int, int], *,
             raise ValueError("a raster scan needs probe_shape (py, px)")
         probe = (int(probe_shape[0]), int(probe_shape[1]))
         step = max(1, min(probe) // 4) if step_px is None else step_px
-        return probe, raster_positions(obj_shape_yx, probe, step, jitter_px, seed)
+        return probe, raster_positions(obj_shape_yx, probe, step, jitter_px, seed, margin_px)
     if layout == "grid":
         grid, (ty, tx) = grid_tiles(obj_shape_yx, int(tiles[0]), int(tiles[1]))
         if safe_zone_px < 0:

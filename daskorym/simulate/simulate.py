@@ -92,6 +92,9 @@ class SimulationSettings:
     energy_ev, psize_cm : photon energy (eV) and object pixel size (cm)
     free_prop_cm : 'inf' (far field), a distance, or one distance per n_dists (cm)
     step_px, jitter_px : raster step (default probe/4) and random position jitter
+    scan_margin_px : raster scans: the scanned field is this much larger than the object on
+        every side (default 0), so that a tapered probe's bright centre also lights the
+        object's border (see :func:`daskorym.simulate.scan.raster_positions`)
     n_probe_modes : incoherent probe modes
     fly_scan_px, fly_scan_samples : fly scan: the probe moves ``fly_scan_px`` along x during
         each exposure; the intensity is the mean over ``fly_scan_samples`` positions spread
@@ -119,6 +122,7 @@ class SimulationSettings:
     free_prop_cm: Any = None
     step_px: float | None = None
     jitter_px: float = 0.0
+    scan_margin_px: float = 0.0
     n_probe_modes: int = 1
     fly_scan_px: float = 0.0
     fly_scan_samples: int = 5
@@ -179,6 +183,9 @@ def _check_settings(model: str, s: SimulationSettings) -> None:
     if s.fly_scan_px > 0 and model in ("fullfield_cdi", "tiled_holography",
                                        "multidistance_holography"):
         problems.append(f"fly_scan_px applies to scanning models, not {model}")
+    if s.scan_margin_px and model in ("fullfield_cdi", "tiled_holography",
+                                      "multidistance_holography"):
+        problems.append(f"scan_margin_px applies to scanning models, not {model}")
     if model == "sparse_multislice" and s.n_theta > 1:
         problems.append("sparse_multislice simulates one view (n_theta = 1): its slices are not "
                         "on a rotatable voxel grid")
@@ -258,7 +265,8 @@ def _layout(model: str, d: ModelDefaults, s: SimulationSettings, obj_shape: tupl
     safe = d.safe_zone_px if s.safe_zone_px is None else int(s.safe_zone_px)
     probe, pos = scan_layout(d.layout, obj_shape[:2], probe_shape=s.probe_shape or d.probe_shape,
                              step_px=s.step_px, jitter_px=s.jitter_px, seed=s.seed,
-                             tiles=tiles or (1, 1), safe_zone_px=safe, n_dists=n_dists)
+                             tiles=tiles or (1, 1), safe_zone_px=safe, n_dists=n_dists,
+                             margin_px=s.scan_margin_px)
     return probe, pos, safe, tiles
 
 
@@ -429,7 +437,7 @@ def _truth_attrs(plan: SimulationPlan, runner: _Runner) -> dict[str, Any]:
                  free_prop_cm=fp, safe_zone_px=plan.geometry.safe_zone_px,
                  seed=s.seed, noise=s.noise or "none", phase_max_rad=s.phase_max_rad,
                  absorption=s.absorption, sign_convention=plan.geometry.sign_convention,
-                 fly_scan_px=s.fly_scan_px,
+                 fly_scan_px=s.fly_scan_px, scan_margin_px=s.scan_margin_px,
                  tiles=None if plan.tiles is None else np.asarray(plan.tiles))
     if s.noise == "poisson":
         attrs.update(photons_per_pixel=s.photons_per_pixel, photons_per_intensity=runner.scale)
