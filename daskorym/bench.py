@@ -145,7 +145,8 @@ class PeakRSS:
 
 def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
              device: str = "cpu", threads: int = 1, workdir: Path | None = None,
-             engine: str = "local", n_workers: int = 1, mode: str = "dp") -> dict[str, Any]:
+             engine: str = "local", n_workers: int = 1, mode: str = "dp",
+             exchange: str = "scheduler") -> dict[str, Any]:
     """Simulate and reconstruct one case; a dict of its measurements.
 
     With ``engine="dask"`` a local cluster of ``n_workers`` single-threaded worker
@@ -172,6 +173,8 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
         settings["optimization"]["n_epochs"] = n_epochs + 1
         settings["execution"] = {"backend": backend, "device": device, "threads": threads,
                                  "engine": engine, "mode": mode}
+        if engine == "dask":
+            settings["execution"]["exchange"] = exchange
         settings["output"] = {"folder": str(Path(tmp) / "out"), "progress": False,
                               "store_checkpoint": False, "preview_every_epochs": 10 ** 6,
                               "preview_every_minutes": 10 ** 6}
@@ -208,6 +211,8 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
         comm_share = comm.allreduce(comm_share, op=max_op())
         n_workers = comm.Get_size()
     label = "local" if engine == "local" else f"{engine}-{n_workers}"
+    if engine == "dask" and exchange == "direct":
+        label += "-direct"
     return {"case": case.name, "description": case.description, "backend": backend,
             "device": device, "threads": threads, "engine": label, "mode": mode,
             "epochs": n_epochs, "batches_per_epoch": n_batches,
@@ -322,12 +327,12 @@ def _serve_cluster(n_workers: int) -> None:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'case':<5} {'engine':<7} {'mode':<4} {'backend':<9} {'device':<7} {'thr':>3} {'epochs':>6} " \
+    head = f"{'case':<5} {'engine':<13} {'mode':<4} {'backend':<9} {'device':<7} {'thr':>3} {'epochs':>6} " \
            f"{'s/epoch':>9} {'cpu s':>8} {'floor s':>8} {'x floor':>7} {'1st epoch s':>11} " \
            f"{'comm':>5} {'peak MB':>8} {'final loss':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['case']:<5} {r['engine']:<7} {r['mode']:<4} {r['backend']:<9} "
+        lines.append(f"{r['case']:<5} {r['engine']:<13} {r['mode']:<4} {r['backend']:<9} "
                      f"{r['device']:<7} {r['threads']:>3} "
                      f"{r['epochs']:>6} {r['s_per_epoch']:>9.3f} {_num(r.get('cpu_s_per_epoch'))} "
                      f"{r['fft_floor_s']:>8.4f} {_num(r.get('cpu_over_floor'), 7, 1)} "
@@ -371,8 +376,9 @@ def _share(value) -> str:
 def run_bench(cases: list[str], *, n_epochs: int = 3, backends: tuple[str, ...] = ("torch",),
               device: str = "cpu", threads: int = 1, json_path: Path | None = None,
               engines: tuple[str, ...] = ("local",), mode: str = "dp") -> list[dict[str, Any]]:
-    """Run the cases; ``engines`` entries: "local", "dask-1", "dask-2", ... (workers), or
-    "mpi" (run under ``mpiexec -n N``; every rank calls this, rank 0 writes the JSON)."""
+    """Run the cases; ``engines`` entries: "local", "dask-1", "dask-2", ... (workers),
+    "dask-N-direct" (``execution.exchange = "direct"``), or "mpi" (run under ``mpiexec -n N``;
+    every rank calls this, rank 0 writes the JSON)."""
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         raise ValueError(f"unknown bench case(s) {unknown}; known: {sorted(CASES)}")
@@ -381,11 +387,14 @@ def run_bench(cases: list[str], *, n_epochs: int = 3, backends: tuple[str, ...] 
         for b in backends:
             for e in engines:
                 name, _, n = e.partition("-")
-                if not (e in ("local", "mpi") or (name == "dask" and n.isdigit())):
-                    raise ValueError(f"engine must be 'local', 'dask-N' or 'mpi', got {e!r}")
+                n, _, exchange = n.partition("-")
+                if not (e in ("local", "mpi") or (name == "dask" and n.isdigit()
+                                                  and exchange in ("", "direct"))):
+                    raise ValueError(f"engine must be 'local', 'dask-N', 'dask-N-direct' or "
+                                     f"'mpi', got {e!r}")
                 rows.append(run_case(CASES[c], n_epochs=n_epochs, backend=b, device=device,
                                      threads=threads, engine=name, n_workers=int(n or 1),
-                                     mode=mode))
+                                     mode=mode, exchange=exchange or "scheduler"))
     rank = 0
     if "mpi" in engines:
         from .execution.comm import get_comm

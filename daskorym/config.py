@@ -223,6 +223,10 @@ class ExecutionSettings(_Group):
     # keeps the state at the start of each epoch and redoes the epoch on the workers left)
     recovery: Literal["epoch", "off"] = "epoch"
     max_recoveries: int = Field(3, ge=0)
+    # Dask, modes dp and do: how slab owners exchange rotated slabs and gradient rows:
+    # 'scheduler' (a chain of scheduled tasks per minibatch) or 'direct' (one actor per
+    # worker, sending to the others without the scheduler: fewer hops per minibatch)
+    exchange: Literal["scheduler", "direct"] = "scheduler"
 
 
 class OutputSettings(_Group):

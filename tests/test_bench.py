@@ -74,3 +74,20 @@ def test_run_case_reports_cpu_time_and_the_fft_floor(tmp_path):
     assert r["cpu_over_floor"] == pytest.approx(r["cpu_s_per_epoch"] / r["fft_floor_s"])
     assert np.isfinite(r["final_loss"])
     assert "x floor" in format_table([r])
+
+
+def test_dask_direct_engine_rows(tmp_path):
+    """``dask-N-direct`` runs the Dask engine with ``execution.exchange = 'direct'``; it
+    reaches the loss the scheduled exchange reaches; unknown engine names are refused."""
+    from daskorym.bench import run_bench
+    case = BenchCase("tiny3", "tiny 3D", "farfield_ptychography",
+                     dict(obj_shape=(16, 16, 16), probe_shape=(8, 8), step_px=3, n_theta=4,
+                          theta_range_rad=(0.0, np.pi)),
+                     {"object": {"shape": [16, 16, 16]}, "optimization": {"minibatch_size": 9}})
+    rows = [run_case(case, n_epochs=2, workdir=tmp_path, engine="dask", n_workers=2,
+                     exchange=ex) for ex in ("scheduler", "direct")]
+    assert [r["engine"] for r in rows] == ["dask-2", "dask-2-direct"]
+    assert rows[1]["final_loss"] == pytest.approx(rows[0]["final_loss"], rel=1e-4)
+    assert "dask-2-direct" in format_table(rows)
+    with pytest.raises(ValueError, match="dask-N-direct"):
+        run_bench(["2d"], engines=("dask-2-fast",))

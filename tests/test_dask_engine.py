@@ -25,22 +25,25 @@ def _run(settings, **kw):
         return rec.object.copy(), np.array([h[2] for h in rec.history])
 
 
-@pytest.mark.parametrize("mode", ["dp", "do", "h5"])
+@pytest.mark.parametrize("mode, exchange", [("dp", "scheduler"), ("do", "scheduler"),
+                                            ("h5", "scheduler"), ("dp", "direct"),
+                                            ("do", "direct")])
 @pytest.mark.parametrize("case", ["small_2d", "small_3d"])
-def test_dask_equals_local(case, mode, client, tmp_path, request):
+def test_dask_equals_local(case, mode, exchange, client, tmp_path, request):
     data = request.getfixturevalue(case)
     groups = dict(optimization={"n_epochs": 2, "minibatch_size": 8},
                   output={"store_checkpoint": False})
     local = small_settings(data, tmp_path / "local", execution={"mode": mode, "precision": "float64"},
                            **groups)
     dask = small_settings(data, tmp_path / "dask", execution={"mode": mode, "engine": "dask",
-                                                              "precision": "float64"}, **groups)
+                                                              "precision": "float64",
+                                                              "exchange": exchange}, **groups)
     obj_l, loss_l = _run(local)
     obj_d, loss_d = _run(dask, client=client)
     rel = np.linalg.norm(obj_d - obj_l) / np.linalg.norm(obj_l)
     rel_loss = np.max(np.abs(loss_d - loss_l) / np.abs(loss_l))
     n = len(client.scheduler_info()["workers"])
-    print(f"{case} {mode} {n} worker(s): object rel. diff {rel:.2e}, loss rel. diff {rel_loss:.2e}")
+    print(f"{case} {mode} {exchange} {n} worker(s): object rel. diff {rel:.2e}, loss rel. diff {rel_loss:.2e}")
     assert rel < 1e-5 and rel_loss < 1e-5
 
 
@@ -76,6 +79,43 @@ def test_batches_in_flight_with_checkpoints_equal_local(small_3d, client, tmp_pa
     assert len(loss_d) == len(second) and np.max(np.abs(loss_d - second) / second) < 1e-5
     csv = (tmp_path / "dask2" / "loss.csv").read_text().strip().splitlines()
     assert len(csv) - 1 == len(loss_l)
+
+
+def test_direct_exchange_checkpoints_resume_and_small_parameters(small_3d, client, tmp_path):
+    """Slab owners as actors (``exchange = 'direct'``): two minibatches in flight, checkpoints
+    every 3 batches and a resume mid-run give the local engine's numbers; with the probe
+    refined too (small gradients applied on the client between minibatches) as well."""
+    common = dict(optimization={"n_epochs": 2, "minibatch_size": 8},
+                  output={"n_batch_per_checkpoint": 3})
+    ex = {"engine": "dask", "precision": "float64", "exchange": "direct"}
+    obj_l, loss_l = _run(small_settings(small_3d, tmp_path / "local",
+                                        execution={"precision": "float64"}, **common))
+    direct = small_settings(small_3d, tmp_path / "direct", execution=ex, **common)
+    with make_reconstruction(direct, client=client) as rec:
+        assert type(rec).__name__ == "DirectDaskReconstruction" and rec.lookahead == 1
+        rec.run(1)
+    direct["output"]["resume"] = True
+    obj_d, loss_d = _run(direct, client=client)
+    assert np.linalg.norm(obj_d - obj_l) / np.linalg.norm(obj_l) < 1e-5
+    second = loss_l[len(loss_l) // 2:]
+    assert len(loss_d) == len(second) and np.max(np.abs(loss_d - second) / second) < 1e-5
+    probe = dict(parameters={"probe": {"optimize": True, "step_size": 1e-3}},
+                 optimization={"n_epochs": 2, "minibatch_size": 8},
+                 output={"store_checkpoint": False})
+    obj_l, loss_l = _run(small_settings(small_3d, tmp_path / "local_p",
+                                        execution={"precision": "float64"}, **probe))
+    obj_d, loss_d = _run(small_settings(small_3d, tmp_path / "direct_p", execution=ex, **probe),
+                         client=client)
+    assert np.linalg.norm(obj_d - obj_l) / np.linalg.norm(obj_l) < 1e-5
+    assert np.max(np.abs(loss_d - loss_l) / loss_l) < 1e-5
+
+
+def test_direct_exchange_is_refused_in_h5_mode(small_2d, tmp_path):
+    from daskorym.config import ConfigError
+    s = small_settings(small_2d, tmp_path / "x", execution={"engine": "dask", "mode": "h5",
+                                                            "exchange": "direct"})
+    with pytest.raises(ConfigError, match="exchange = 'direct' applies to modes"):
+        make_reconstruction(s)
 
 
 def _first_spec(rec):

@@ -50,14 +50,18 @@ def _kill_owner_during(rec, client, epoch: int, batch: int, killed: list) -> Non
     rec._run_batch = hooked
 
 
-@pytest.mark.parametrize("mode", ["dp", "do", "h5"])
+@pytest.mark.parametrize("mode", ["dp", "do", "h5", "dp-direct"])
 def test_worker_killed_mid_epoch(small_3d, client, tmp_path, mode):
-    with make_reconstruction(_settings(small_3d, tmp_path / "ref", mode), client=client) as rec:
+    mode, _, exchange = mode.partition("-")
+    extra = {"exchange": exchange} if exchange else {}
+    with make_reconstruction(_settings(small_3d, tmp_path / "ref", mode, **extra),
+                             client=client) as rec:
         rec.run()
         ref = rec.object.copy()
         ref_loss = [h[2] for h in rec.history]
     killed = []
-    with make_reconstruction(_settings(small_3d, tmp_path / "kill", mode), client=client) as rec:
+    with make_reconstruction(_settings(small_3d, tmp_path / "kill", mode, **extra),
+                             client=client) as rec:
         n_batches = len([h for h in rec.history])  # 0: nothing ran yet
         assert n_batches == 0
         _kill_owner_during(rec, client, epoch=1, batch=3, killed=killed)

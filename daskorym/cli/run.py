@@ -138,8 +138,8 @@ def _toml(v) -> str:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--engine", "engines", multiple=True,
-              help="local, dask-N (N workers) or mpi (under mpiexec -n N); repeatable "
-                   "(default local).")
+              help="local, dask-N (N workers), dask-N-direct (execution.exchange direct) or "
+                   "mpi (under mpiexec -n N); repeatable (default local).")
 @click.option("--mode", default="dp", type=click.Choice(["dp", "do", "h5"]), show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")
 @click.option("--soak", is_flag=True,

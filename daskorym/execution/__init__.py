@@ -16,9 +16,16 @@ def make_reconstruction(settings, inputs=None, **engine_options):
         from ..engine import Reconstruction
         return Reconstruction(s, inputs)
     if engine == "dask":
+        if s.execution.mode == "h5" and s.execution.exchange == "direct":
+            raise ConfigError("execution.exchange = 'direct' applies to modes 'dp' and 'do'; "
+                              "mode 'h5' keeps its slabs in files and exchanges them through "
+                              "scheduled tasks")
         if s.execution.mode == "h5":
             from .h5 import DaskH5Reconstruction
             return DaskH5Reconstruction(s, inputs, **engine_options)
+        if s.execution.exchange == "direct":
+            from .dask_direct import DirectDaskReconstruction
+            return DirectDaskReconstruction(s, inputs, **engine_options)
         from .dask_engine import DaskReconstruction
         return DaskReconstruction(s, inputs, **engine_options)
     if engine == "mpi":

@@ -1,0 +1,209 @@
+"""Slab owners as Dask actors that exchange rotated slabs and gradient rows directly.
+
+With ``execution.exchange = "direct"`` each worker holds one y-slab of the object in a
+:class:`SlabActor`.  Per minibatch the client makes one call on every actor
+(:meth:`SlabActor.step`); the actors then talk to each other without the scheduler:
+
+1. when the angle or the object changed, each actor rotates its slab and sends it to the
+   others (every gradient chunk spans several slabs in y);
+2. each actor computes the gradient of its share of the tiles on the chunk assembled from
+   the rotated slabs (:func:`~.tasks.gradient_task`), keeps the rows of its own slab and
+   sends every other owner its rows (:func:`~.tasks.slab_share`);
+3. on an object update each actor rotates its summed gradient back and takes the
+   optimizer step on its slab (:func:`~.tasks.update_slab`).
+
+The client only waits for the loss shares (and the small gradients it applies itself), so a
+minibatch costs one client round trip and two direct exchanges instead of four scheduled
+hops.  Messages are kept in an inbox keyed by ``(kind, tag, sender)``; a receiver waits for
+each expected message with a timeout and gives up at once when told to (:meth:`abort`), so a
+lost peer never leaves a thread waiting for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from . import tasks
+
+
+class PeerLost(RuntimeError):
+    """A message from another slab owner did not come (its worker is gone, or the run was
+    aborted)."""
+
+
+class SlabActor:
+    """One slab's owner (see the module docstring).
+
+    Parameters
+    ----------
+    index : this slab's number; ``bounds[index]`` are its rows
+    bounds : ``[(y0, y1), ...]`` of every slab
+    record : :class:`~.tasks.SlabRecord` (object slab, optimizer state, gradient)
+    model, vacuum : the forward model and the fill value outside the object
+    next_batch : the number of the first minibatch this actor will be asked for
+    timeout : seconds to wait for a peer's message before giving up
+
+    Steps run one at a time in the actor's own thread, in the order of their minibatch
+    numbers whatever the order the calls arrive in (the client sends the next minibatch's
+    call before the last one's result is back).
+    """
+
+    def __init__(self, index: int, bounds: list[tuple[int, int]], record: tasks.SlabRecord,
+                 model, vacuum, next_batch: int = 0, timeout: float = 120.0):
+        self.index = int(index)
+        self.bounds = [tuple(b) for b in bounds]
+        self.record = record
+        self.model = model
+        self.vacuum = vacuum
+        self.timeout = float(timeout)
+        self.peers: list = []
+        self._inbox: dict[tuple, Any] = {}
+        self._cond = threading.Condition()
+        self._aborted = False
+        self._rot_key: tuple | None = None
+        self._rotated: list[np.ndarray | None] = [None] * len(self.bounds)
+        self._next = int(next_batch)
+        self._turn: asyncio.Condition | None = None  # made on the event loop
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="daskorym-slab")
+
+    # ------------------------------------------------------------------ messages
+    def set_peers(self, peers: list) -> None:
+        """Handles of every slab's actor, by slab number (this one's included).  The handles
+        are bound to this worker here, as the steps' own thread has no worker context to
+        find it from."""
+        from distributed import get_worker
+        worker = get_worker()
+        for p in peers:
+            p._worker = worker
+        self.peers = list(peers)
+
+    async def put(self, kind: str, tag: tuple, sender: int, data: Any) -> None:
+        """Receive a message (runs on the worker's event loop, never behind a step)."""
+        with self._cond:
+            self._inbox[(kind, tuple(tag), int(sender))] = data
+            self._cond.notify_all()
+
+    async def abort(self) -> None:
+        """Make any waiting or later step fail at once (the run is being recovered)."""
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+        async with self._turn_cond():
+            self._turn_cond().notify_all()
+        self._pool.shutdown(wait=False)
+
+    def _turn_cond(self) -> asyncio.Condition:
+        if self._turn is None:
+            self._turn = asyncio.Condition()
+        return self._turn
+
+    def _take(self, kind: str, tag: tuple, sender: int) -> Any:
+        key = (kind, tuple(tag), int(sender))
+        deadline = time.monotonic() + self.timeout
+        with self._cond:
+            while key not in self._inbox:
+                left = deadline - time.monotonic()
+                if self._aborted or left <= 0:
+                    raise PeerLost(f"slab {self.index}: no {kind} from slab {sender} for "
+                                   f"{tag} ({'aborted' if self._aborted else 'timed out'})")
+                self._cond.wait(min(left, 1.0))
+            return self._inbox.pop(key)
+
+    def _send_all(self, calls: list) -> None:
+        for f in calls:  # wait for the acknowledgements (delivery errors surface here)
+            f.result()
+
+    # ------------------------------------------------------------------ the work
+    def _ensure_rotated(self, key: tuple, theta: float) -> None:
+        """All slabs rotated to ``theta`` for the object version in ``key``."""
+        if self._rot_key == key:
+            return
+        own = tasks.rotate_slab(self.record.obj, theta)
+        if theta == 0.0:
+            own = own.copy()  # the record's slab changes in place on an update
+        others = [j for j in range(len(self.bounds)) if j != self.index]
+        self._send_all([self.peers[j].put("rot", key, self.index, own) for j in others])
+        self._rotated = [own if j == self.index else self._take("rot", key, j)
+                         for j in range(len(self.bounds))]
+        self._rot_key = key
+
+    async def step(self, key: tuple, theta: float, work: tuple | None, update: tuple | None
+                   ) -> tuple[float, dict[str, np.ndarray]]:
+        """One minibatch on this slab's owner, after the ones numbered before it (see
+        :meth:`_step`)."""
+        i_batch = int(key[0])
+        turn = self._turn_cond()
+        async with turn:
+            await turn.wait_for(lambda: self._next == i_batch or self._aborted)
+        if self._aborted:
+            raise PeerLost(f"slab {self.index}: aborted")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._step, key, theta, work, update)
+        finally:
+            async with turn:
+                self._next = i_batch + 1
+                turn.notify_all()
+
+    def _step(self, key: tuple, theta: float, work: tuple | None, update: tuple | None
+              ) -> tuple[float, dict[str, np.ndarray]]:
+        """One minibatch on this slab's owner.
+
+        key : ``(batch number, i_theta, object version)``; the rotation is redone when the
+            last two change
+        work : ``(job, batch, small, measured, loss, mask)`` of this worker's tiles, or
+            ``None`` (fewer tile groups than workers)
+        update : ``(opt_config, i_update, constraints)`` when the object is updated after
+            this minibatch
+        Returns the loss share and the small gradients of this worker's tiles.
+        """
+        i_batch, rot_key = key[0], tuple(key[1:])
+        self._ensure_rotated(rot_key, theta)
+        loss, small = 0.0, {}
+        others = [j for j in range(len(self.bounds)) if j != self.index]
+        shares: dict[int, Any] = {j: None for j in others}
+        if work is not None:
+            job, batch, small_in, measured, loss_fn, mask = work
+            pieces = [[(tasks.SLAB, self.bounds[j][0], self._rotated[j])
+                       for j in self._slabs_under(reg)] for reg, _, _ in batch.parts()]
+            result = tasks.gradient_task(self.model, job, batch, pieces, self.vacuum, small_in,
+                                         measured, loss_fn, mask)
+            loss, small = tasks.small_grads(result)
+            if "obj" in job.wrt:
+                y0 = self.bounds[self.index][0]
+                tasks.add_object_grad(self.record.grad, y0, result)
+                shares = {j: tasks.slab_share(result, *self.bounds[j]) for j in others}
+        self._send_all([self.peers[j].put("grad", (i_batch,), self.index, shares[j])
+                        for j in others])
+        for j in others:
+            share = self._take("grad", (i_batch,), j)
+            if share is not None:
+                tasks.add_object_grad(self.record.grad, self.bounds[self.index][0], share)
+        if update is not None:
+            cfg, i_update, cons = update
+            self.record = tasks.SlabRecord(*tasks.update_slab(
+                self.record.obj, self.record.grad, self.record.state, theta, cfg, i_update,
+                cons))
+            self._rot_key = None
+        return loss, small
+
+    def _slabs_under(self, region) -> list[int]:
+        return [j for j, (a, b) in enumerate(self.bounds)
+                if a < region.y0 + region.ny and b > region.y0]
+
+    # ------------------------------------------------------------------ state
+    def get_record(self) -> tasks.SlabRecord:
+        return self.record
+
+    def set_record(self, record: tasks.SlabRecord, next_batch: int) -> None:
+        self.record = record
+        self._rot_key = None
+        self._next = int(next_batch)
+        with self._cond:
+            self._inbox.clear()

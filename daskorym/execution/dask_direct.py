@@ -1,0 +1,178 @@
+"""The Dask engine with direct exchanges between slab owners (``execution.exchange =
+"direct"``): one :class:`~.actors.SlabActor` per worker holds a y-slab of the object, and
+the owners send each other rotated slabs and gradient rows without the scheduler (see
+:mod:`daskorym.execution.actors`).  Same loop semantics, results and checkpoints as the
+scheduled engine (:class:`~.dask_engine.DaskReconstruction`); a minibatch costs one round
+trip from the client instead of a chain of scheduled tasks.
+
+The slabs are dealt one per worker (a worker runs one actor call at a time, so two slabs
+on one worker could wait on each other); after a worker is lost the object is cut again
+into as many slabs as workers are left.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import ConfigError
+from ..engine.schedule import BatchSpec
+from . import tasks
+from .actors import PeerLost, SlabActor
+from .dask_engine import DaskReconstruction, _alive
+
+
+class DirectDaskReconstruction(DaskReconstruction):
+    """:class:`DaskReconstruction` whose slab owners are actors exchanging data directly."""
+
+    # the next minibatch's calls go out before this one's losses are read (the actors run
+    # them in order): the client's round trip is hidden behind the work
+    lookahead = 1
+
+    def _setup_engine(self) -> None:
+        if self.settings.execution.gpu_tasks:
+            raise ConfigError("execution.exchange = 'direct' does not place work by GPU "
+                              "resources yet; use exchange 'scheduler' with gpu_tasks")
+        if self._slab_height_arg is not None:
+            raise ConfigError("execution.exchange = 'direct' keeps one slab per worker; "
+                              "slab_height applies to the scheduled exchange only")
+        self._actors: list = []
+        self._actor_futures: list = []
+        self._watch_s, self._worker_timeout = 2.0, 60.0  # (the parent sets them again)
+        super()._setup_engine()
+
+    # ------------------------------------------------------------------ slabs as actors
+    def _deal(self, workers: list[str]) -> None:
+        """One slab per worker: the object is cut again over ``workers``."""
+        self.workers = list(workers)
+        ly = self.problem.geometry.obj_shape[0]
+        n = max(1, min(len(workers), ly))
+        h = -(-ly // n)
+        self.bounds = [(y0, min(y0 + h, ly)) for y0 in range(0, ly, h)]
+        self.owners = [workers[i] for i in range(len(self.bounds))]
+
+    def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray],
+                        grad: np.ndarray | None = None) -> None:
+        if len(self.bounds) != len(self.workers):
+            self._deal(self.workers)
+        self._drop_actors()
+        c, timeout = self.client, max(60.0, float(self._worker_timeout))
+        futures = []
+        for i, ((a, b), w) in enumerate(zip(self.bounds, self.owners)):
+            record = tasks.SlabRecord(value[a:b], {k: v[a:b] for k, v in state.items()},
+                                      np.zeros_like(value[a:b]) if grad is None else grad[a:b])
+            futures.append(c.submit(SlabActor, i, self.bounds, record, self._model_f,
+                                    self.problem.vacuum, self.i_batch, timeout, actor=True,
+                                    workers=[w], pure=False))
+        self._actor_futures = futures
+        self._actors = self._gather(futures)
+        self._wait_actor([a.set_peers(self._actors) for a in self._actors])
+        self._slab = []  # nothing for the scheduled paths to hold
+
+    def _drop_actors(self) -> None:
+        for a in self._actors:
+            try:
+                a.abort()  # a step waiting on a lost peer gives up at once
+            except Exception:  # noqa: BLE001 - its worker may be gone already
+                pass
+        if self._actor_futures:
+            self.client.cancel(self._actor_futures, force=True)
+        self._actors, self._actor_futures = [], []
+
+    def _records(self) -> list[tasks.SlabRecord]:
+        return self._wait_actor([a.get_record() for a in self._actors])
+
+    def _pull_object(self) -> None:
+        obj = self.params["object"]
+        records = self._records()
+        obj.value = np.concatenate([r.obj for r in records])
+        obj.state = {k: np.concatenate([r.state[k] for r in records]) for k in obj.state}
+        if self._pending:
+            self._grad_rot = np.concatenate([r.grad for r in records])
+
+    def _cut_chains(self) -> None:
+        """Nothing to cut: the actors hold their slabs in place."""
+
+    def close(self) -> None:
+        if getattr(self, "client", None) is not None:
+            self._drop_actors()
+        super().close()
+
+    def _recovery_point(self):
+        point = super()._recovery_point()
+        alive = _alive(self.client)
+        if point is not None and set(alive) > set(self.workers):
+            # workers came back (a nanny's replacement, a new job): one slab each again
+            self._deal(alive)
+            self.load_state(*point)
+        return point
+
+    def _recover(self, point, reason: str) -> None:
+        self._drop_actors()
+        super()._recover(point, reason)
+
+    # ------------------------------------------------------------------ waiting
+    def _wait_actor(self, calls: list) -> list:
+        """Results of actor calls; lost owners noticed while waiting."""
+        out = []
+        for f in calls:
+            while True:
+                try:
+                    out.append(f.result(timeout=self._watch_s))
+                    break
+                except TimeoutError:
+                    self._check_owners()
+        return out
+
+    def _lost_workers(self, err: BaseException) -> str | None:
+        reason = super()._lost_workers(err)
+        if reason is None and isinstance(err, PeerLost):
+            gone = self._wait_for_loss()
+            if gone:
+                return f"worker(s) {sorted(gone)} left the cluster ({err})"
+        return reason
+
+    # ------------------------------------------------------------------ one batch
+    def _run_batch(self, spec: BatchSpec):
+        prob = self.problem
+        kp, wrt = self._small_inputs(spec)
+        measured = prob.measured(spec.i_theta, spec.tiles, fft_order=prob.fft_order)
+        s = self.settings.execution
+        job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
+                              self._n_pix(len(spec.tiles)), prob.fft_order)
+        positions = self._plan_positions(spec.i_theta)
+        index = {int(t): k for k, t in enumerate(spec.tiles)}
+        groups = self._groups(spec.tiles)
+        work: list = [None] * len(self._actors)
+        results = []
+        for k, group in enumerate(groups):
+            rows = np.array([index[int(t)] for t in group])
+            tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
+            small = {key: (v[rows] if key == "pos_px" else v) for key, v in kp.items()}
+            work[k] = (job, tb, small, measured[rows], prob.loss, prob.mask)
+            results.append((k, rows))
+        if "obj" in wrt:
+            self._pending += 1
+        update = None
+        if self._pending and self._object_update_due(spec):
+            obj = self.params["object"]
+            g = prob.geometry
+            update = (obj.optimizer.config(), obj.n_updates,
+                      tasks.SlabConstraints(g.unknown_type, obj.non_negativity, obj.object_type))
+        theta = float(prob.theta_rad[spec.i_theta])
+        key = (self.i_batch, spec.i_theta, self._obj_version)
+        calls = [a.step(key, theta, work[i], update) for i, a in enumerate(self._actors)]
+        if update is not None:
+            self.params["object"].n_updates += 1
+            self._pending = 0
+            self._obj_version += 1
+        self.i_batch += 1
+        reg = self._reg_value
+        small_due = [p for p in self.params.values() if p.kernel_key in wrt and p.name != "object"]
+        if not small_due:  # read later: the next minibatch goes out first
+            return lambda: float(sum(v for v, _ in self._wait_actor(calls))) + reg
+        shares = self._wait_actor(calls)
+        per_group = [shares[k] for k, _ in results]
+        fake = [(None, rows) for _, rows in results]
+        for p in small_due:
+            p.apply(p.full_gradient(self._sum_small(p.kernel_key, per_group, fake, spec), spec))
+        return float(sum(v for v, _ in shares)) + reg
