@@ -41,3 +41,32 @@ def small_settings(path, folder, **groups) -> dict:
     for k, v in groups.items():
         s.setdefault(k, {}).update(v)
     return s
+
+
+def _toml_value(v) -> str:
+    import json
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(v if isinstance(v, (int, float)) else str(v))
+
+
+def write_run_toml(path, data, *, n_epochs: int = 2, **groups):
+    """A TOML run file (as ``daskorym reconstruct`` reads) for the small 2D dataset ``data``:
+    48x48 real/imag object, minibatches of 8, float64, quiet and without previews;
+    ``groups`` add or override keys per section (``output={"store_checkpoint": False}``)."""
+    sections = {"dataset": {"path": str(data)}, "object": {"shape": [48, 48, 1]},
+                "model": {"unknown_type": "real_imag"},
+                "optimization": {"n_epochs": n_epochs, "minibatch_size": 8},
+                "execution": {"precision": "float64"},
+                "output": {"progress": False, "preview_every_epochs": 1000,
+                           "preview_every_minutes": 1000}}
+    for k, v in groups.items():
+        sections.setdefault(k, {}).update(v)
+    lines = []
+    for name, keys in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in keys.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -21,32 +21,15 @@ import pytest
 import tifffile
 import zarr
 
+from conftest import write_run_toml
 from daskorym.outputs import DiskFullError, OutputFolder, load_checkpoint, read_loss
 
 DASKORYM = Path(sys.executable).parent / "daskorym"
 
 
 def _config(path: Path, data: Path, n_epochs: int) -> Path:
-    path.write_text(textwrap.dedent(f"""\
-        [dataset]
-        path = "{data}"
-        [object]
-        shape = [48, 48, 1]
-        [model]
-        unknown_type = "real_imag"
-        [optimization]
-        n_epochs = {n_epochs}
-        minibatch_size = 8
-        [execution]
-        engine = "local"
-        precision = "float64"
-        [output]
-        progress = false
-        n_batch_per_checkpoint = 5
-        preview_every_epochs = 1000
-        preview_every_minutes = 1000
-        """))
-    return path
+    return write_run_toml(path, data, n_epochs=n_epochs, execution={"engine": "local"},
+                          output={"n_batch_per_checkpoint": 5})
 
 
 def _reconstruct(config: Path, *args: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import zarr
 from distributed import Client
 from distributed.security import Security
 
-from conftest import small_settings
+from conftest import small_settings, write_run_toml
 from daskorym.execution import make_reconstruction
 from daskorym.execution.cluster import make_local_cluster
 from daskorym.outputs import OutputFolder
@@ -97,25 +96,7 @@ def test_reconstruction_over_tls(tls, small_2d, tmp_path):
 
 
 def _config(path: Path, data: Path) -> Path:
-    path.write_text(textwrap.dedent(f"""\
-        [dataset]
-        path = "{data}"
-        [object]
-        shape = [48, 48, 1]
-        [model]
-        unknown_type = "real_imag"
-        [optimization]
-        n_epochs = 2
-        minibatch_size = 8
-        [execution]
-        precision = "float64"
-        [output]
-        progress = false
-        store_checkpoint = false
-        preview_every_epochs = 1000
-        preview_every_minutes = 1000
-        """))
-    return path
+    return write_run_toml(path, data, output={"store_checkpoint": False})
 
 
 def _reconstruct(*args: str) -> subprocess.CompletedProcess:

@@ -85,7 +85,8 @@ def write_loss_preview(path: Path, loss: Mapping[str, np.ndarray]) -> Path:
     ax.set_xlabel("batch (all epochs)")
     ax.set_ylabel("loss")
     epochs = np.asarray(loss["epoch"])
-    for start in np.flatnonzero(np.diff(epochs)) + 1:
-        ax.axvline(start, color="0.8", lw=0.5)
+    starts = np.flatnonzero(np.diff(epochs)) + 1  # where each epoch begins: one collection
+    if starts.size:
+        ax.vlines(starts, 0, 1, transform=ax.get_xaxis_transform(), color="0.8", lw=0.5)
     ax.set_title(f"loss, {values.size} batches, {len(np.unique(epochs))} epochs")
     return _save(figure, path)
