@@ -50,7 +50,7 @@ def _kill_owner_during(rec, client, epoch: int, batch: int, killed: list) -> Non
     rec._run_batch = hooked
 
 
-@pytest.mark.parametrize("mode", ["dp", "do", "h5", "dp-direct"])
+@pytest.mark.parametrize("mode", ["dp", "do", "h5", "dp-direct", "do-direct"])
 def test_worker_killed_mid_epoch(small_3d, client, tmp_path, mode):
     mode, _, exchange = mode.partition("-")
     extra = {"exchange": exchange} if exchange else {}
