@@ -380,8 +380,9 @@ class Run:
     after: dict[str, str]
 
 
-def _run_case(case: Case, good: Path, case_dir: Path) -> Run:
-    """Set up ``case_dir`` as the case says, run the CLI there, hash the output folder around it."""
+def _prepare_case(case: Case, good: Path, case_dir: Path) -> tuple[Path, list[str], dict]:
+    """Set up ``case_dir`` as the case says; (config, CLI arguments, hashes of the output
+    folder before the run)."""
     case_dir.mkdir()
     shutil.copy(good / "run.toml", case_dir / "run.toml")
     shutil.copy(good / "data.h5", case_dir / "data.h5")
@@ -395,18 +396,26 @@ def _run_case(case: Case, good: Path, case_dir: Path) -> Run:
                                      else (good / "probe.npy").read_bytes())
     args = case.make(case_dir)
     config = case_dir / ("nothere.toml" if case.id == "config-missing" else "run.toml")
-    before = _hashes(out)
+    return config, args, _hashes(out)
+
+
+def _run_case(case_dir: Path, config: Path, args: list[str], before: dict) -> Run:
+    """Run the CLI in a prepared case folder, hash the output folder after it."""
     t0 = time.monotonic()
     done = _reconstruct(config, *args, cwd=case_dir)
-    return Run(case_dir, done, time.monotonic() - t0, before, _hashes(out))
+    return Run(case_dir, done, time.monotonic() - t0, before, _hashes(case_dir / "out"))
 
 
 @pytest.fixture(scope="module")
 def runs(good: Path, tmp_path_factory) -> dict[str, Run]:
-    """Every case, run two at a time (each is a fresh process; most of its time is start-up)."""
+    """Every case, run two at a time (each is a fresh process; most of its time is start-up).
+    The folders are prepared first, in this thread: an HDF5 file opened by one thread while
+    another starts a process can be left locked for a moment (HDF5 locks the file and the
+    new process inherits the descriptor until it execs)."""
     root = tmp_path_factory.mktemp("cases")
+    prepared = [(root / c.id, *_prepare_case(c, good, root / c.id)) for c in CASES]
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
-        results = pool.map(lambda c: _run_case(c, good, root / c.id), CASES)
+        results = pool.map(lambda p: _run_case(*p), prepared)
         return {case.id: run for case, run in zip(CASES, results)}
 
 
