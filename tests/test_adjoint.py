@@ -128,3 +128,20 @@ def test_adjoint(op, backend):
 def test_registry_covers_operators():
     names = {o.name.split("_")[0] for o in OPERATORS}
     assert {"fresnel", "farfield", "fourier", "patch", "rotation", "region", "buffer"} <= names
+
+
+@pytest.mark.parametrize("region", [Region(2, 3, 5, 4), Region(-3, -2, 6, 7), Region(5, 6, 8, 9),
+                                    Region(-2, -3, 16, 17), Region(20, 1, 3, 3),
+                                    Region(0, 0, 10, 12)])
+def test_extract_region_equals_padded_slice(region):
+    """The one-pass extract (copy inside, vacuum only in the strips outside) equals slicing
+    the object padded with vacuum, for regions inside, across each edge, around and outside."""
+    rng = np.random.default_rng(0)
+    obj = rng.standard_normal((10, 12, 3, 2))
+    vac = (1.0, -0.5)
+    pad = 25
+    big = np.empty((10 + 2 * pad, 12 + 2 * pad, 3, 2))
+    big[...] = vac
+    big[pad:pad + 10, pad:pad + 12] = obj
+    ref = big[pad + region.y0:pad + region.y0 + region.ny, pad + region.x0:pad + region.x0 + region.nx]
+    np.testing.assert_array_equal(extract_region(obj, region, vac), ref)

@@ -523,18 +523,7 @@ def _chunk(tb, obj: np.ndarray, vacuum) -> np.ndarray:
     if ov is not None and (ov[2].start, ov[3].start, ov[2].stop, ov[3].stop) == \
             (0, 0, reg.ny, reg.nx):
         return np.ascontiguousarray(obj[ov[0], ov[1]])
-    out = np.empty((reg.ny, reg.nx) + obj.shape[2:], obj.dtype)
-    fill = np.asarray(vacuum, obj.dtype)
-    if ov is None:
-        out[...] = fill
-        return out
-    oy, ox, ry, rx = ov
-    out[ry, rx] = obj[oy, ox]
-    out[:ry.start] = fill
-    out[ry.stop:] = fill
-    out[ry, :rx.start] = fill
-    out[ry, rx.stop:] = fill
-    return out
+    return extract_region(obj, reg, vacuum)
 
 
 def _with_step(ps, default: float):

@@ -134,21 +134,11 @@ class DirectDaskReconstruction(DaskReconstruction):
     # ------------------------------------------------------------------ one batch
     def _run_batch(self, spec: BatchSpec):
         prob = self.problem
-        kp, wrt = self._small_inputs(spec)
-        measured = prob.measured(spec.i_theta, spec.tiles, fft_order=prob.fft_order)
-        s = self.settings.execution
-        job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
-                              self._n_pix(len(spec.tiles)), prob.fft_order)
-        positions = self._plan_positions(spec.i_theta)
-        index = {int(t): k for k, t in enumerate(spec.tiles)}
-        groups = self._groups(spec.tiles)
+        wrt, job, groups = self._plan_groups(spec)
         work: list = [None] * len(self._actors)
         results = []
-        for k, group in enumerate(groups):
-            rows = np.array([index[int(t)] for t in group])
-            tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
-            small = {key: (v[rows] if key == "pos_px" else v) for key, v in kp.items()}
-            work[k] = (job, tb, small, measured[rows], prob.loss, prob.mask)
+        for k, (rows, tb, small, measured) in enumerate(groups):
+            work[k] = (job, tb, small, measured, prob.loss, prob.mask)
             results.append((k, rows))
         if "obj" in wrt:
             self._pending += 1

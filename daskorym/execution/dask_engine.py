@@ -173,29 +173,39 @@ class DaskReconstruction(Reconstruction):
         return [i for i, (a, b) in enumerate(self.bounds)
                 if a < region.y0 + region.ny and b > region.y0]
 
-    def _run_batch(self, spec: BatchSpec) -> float:
-        c, prob = self.client, self.problem
+    def _plan_groups(self, spec: BatchSpec) -> tuple[list[str], tasks.KernelJob, list[tuple]]:
+        """What each worker's share of a minibatch needs: ``(wrt, job, groups)`` with one
+        ``(rows in the minibatch, tile batch, small inputs, measured data)`` per tile group."""
+        prob = self.problem
         kp, wrt = self._small_inputs(spec)
         measured = prob.measured(spec.i_theta, spec.tiles, fft_order=prob.fft_order)
         s = self.settings.execution
         job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
                               self._n_pix(len(spec.tiles)), prob.fft_order)
-        rot = self._rotated_futures(spec.i_theta)
         positions = self._plan_positions(spec.i_theta)
         index = {int(t): k for k, t in enumerate(spec.tiles)}
+        groups = []
+        for group in self._groups(spec.tiles):
+            rows = np.array([index[int(t)] for t in group])
+            tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
+            small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
+            groups.append((rows, tb, small, measured[rows]))
+        return wrt, job, groups
+
+    def _run_batch(self, spec: BatchSpec) -> float:
+        c, prob = self.client, self.problem
+        wrt, job, groups = self._plan_groups(spec)
+        rot = self._rotated_futures(spec.i_theta)
         results = []
         readers = [[] for _ in self.bounds]  # per slab, the gradient tasks that read it
         to_add = [[] for _ in self.bounds]  # per slab, what its owner adds to its gradient
-        for k, group in enumerate(self._groups(spec.tiles)):
-            rows = np.array([index[int(t)] for t in group])
-            tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
+        for k, (rows, tb, small, measured) in enumerate(groups):
             parts = tb.parts()
             pieces = [[self._piece(i, rot, reg) for i in self._slabs_under(reg)]
                       for reg, _, _ in parts]
-            small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
             worker = self.workers[k % len(self.workers)]
             res = c.submit(tasks.gradient_task, self._model_f, job, tb, pieces,
-                           prob.vacuum, small, measured[rows], prob.loss, prob.mask, pure=False,
+                           prob.vacuum, small, measured, prob.loss, prob.mask, pure=False,
                            workers=[worker], allow_other_workers=True, **self._resources)
             results.append((res, rows))
             for i in sorted({i for reg, _, _ in parts for i in self._slabs_under(reg)}):

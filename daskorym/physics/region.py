@@ -53,13 +53,22 @@ class Region:
 
 def extract_region(obj: np.ndarray, region: Region, vacuum: tuple[float, float] = (0.0, 0.0)
                    ) -> np.ndarray:
-    """Copy of ``obj[y0:y0+ny, x0:x0+nx]`` ``[ny, nx, Lz, 2]``, vacuum where it leaves ``obj``."""
+    """Copy of ``obj[y0:y0+ny, x0:x0+nx]`` ``[ny, nx, Lz, 2]``, vacuum where it leaves ``obj``.
+
+    One pass over the output: the part inside ``obj`` is copied, and only the strips
+    outside it are set to vacuum."""
     out = np.empty((region.ny, region.nx) + obj.shape[2:], obj.dtype)
-    out[...] = np.asarray(vacuum, obj.dtype)
+    fill = np.asarray(vacuum, obj.dtype)
     ov = region.overlap(obj.shape[0], obj.shape[1])
-    if ov is not None:
-        oy, ox, ry, rx = ov
-        out[ry, rx] = obj[oy, ox]
+    if ov is None:
+        out[...] = fill
+        return out
+    oy, ox, ry, rx = ov
+    out[ry, rx] = obj[oy, ox]
+    out[:ry.start] = fill
+    out[ry.stop:] = fill
+    out[ry, :rx.start] = fill
+    out[ry, rx.stop:] = fill
     return out
 
 
