@@ -58,6 +58,7 @@ class SlabActor:
                  model, vacuum, next_batch: int = 0, timeout: float = 120.0):
         self.index = int(index)
         self.bounds = [tuple(b) for b in bounds]
+        self._others = [j for j in range(len(self.bounds)) if j != self.index]
         self.record = record
         self.model = model
         self.vacuum = vacuum
@@ -127,8 +128,7 @@ class SlabActor:
         own = tasks.rotate_slab(self.record.obj, theta)
         if theta == 0.0:
             own = own.copy()  # the record's slab changes in place on an update
-        others = [j for j in range(len(self.bounds)) if j != self.index]
-        self._send_all([self.peers[j].put("rot", key, self.index, own) for j in others])
+        self._send_all([self.peers[j].put("rot", key, self.index, own) for j in self._others])
         self._rotated = [own if j == self.index else self._take("rot", key, j)
                          for j in range(len(self.bounds))]
         self._rot_key = key
@@ -166,22 +166,22 @@ class SlabActor:
         i_batch, rot_key = key[0], tuple(key[1:])
         self._ensure_rotated(rot_key, theta)
         loss, small = 0.0, {}
-        others = [j for j in range(len(self.bounds)) if j != self.index]
-        shares: dict[int, Any] = {j: None for j in others}
+        shares: dict[int, Any] = {j: None for j in self._others}
         if work is not None:
             job, batch, small_in, measured, loss_fn, mask = work
             pieces = [[(tasks.SLAB, self.bounds[j][0], self._rotated[j])
-                       for j in self._slabs_under(reg)] for reg, _, _ in batch.parts()]
+                       for j in tasks.slabs_under(self.bounds, reg)]
+                      for reg, _, _ in batch.parts()]
             result = tasks.gradient_task(self.model, job, batch, pieces, self.vacuum, small_in,
                                          measured, loss_fn, mask)
             loss, small = tasks.small_grads(result)
             if "obj" in job.wrt:
                 y0 = self.bounds[self.index][0]
                 tasks.add_object_grad(self.record.grad, y0, result)
-                shares = {j: tasks.slab_share(result, *self.bounds[j]) for j in others}
+                shares = {j: tasks.slab_share(result, *self.bounds[j]) for j in self._others}
         self._send_all([self.peers[j].put("grad", (i_batch,), self.index, shares[j])
-                        for j in others])
-        for j in others:
+                        for j in self._others])
+        for j in self._others:
             share = self._take("grad", (i_batch,), j)
             if share is not None:
                 tasks.add_object_grad(self.record.grad, self.bounds[self.index][0], share)
@@ -193,17 +193,6 @@ class SlabActor:
             self._rot_key = None
         return loss, small
 
-    def _slabs_under(self, region) -> list[int]:
-        return [j for j, (a, b) in enumerate(self.bounds)
-                if a < region.y0 + region.ny and b > region.y0]
-
     # ------------------------------------------------------------------ state
     def get_record(self) -> tasks.SlabRecord:
         return self.record
-
-    def set_record(self, record: tasks.SlabRecord, next_batch: int) -> None:
-        self.record = record
-        self._rot_key = None
-        self._next = int(next_batch)
-        with self._cond:
-            self._inbox.clear()

@@ -45,9 +45,7 @@ class DirectDaskReconstruction(DaskReconstruction):
         """One slab per worker: the object is cut again over ``workers``."""
         self.workers = list(workers)
         ly = self.problem.geometry.obj_shape[0]
-        n = max(1, min(len(workers), ly))
-        h = -(-ly // n)
-        self.bounds = [(y0, min(y0 + h, ly)) for y0 in range(0, ly, h)]
+        self.bounds = tasks.slab_bounds(ly, -(-ly // max(1, min(len(workers), ly))))
         self.owners = [workers[i] for i in range(len(self.bounds))]
 
     def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray],
@@ -80,14 +78,6 @@ class DirectDaskReconstruction(DaskReconstruction):
 
     def _records(self) -> list[tasks.SlabRecord]:
         return self._wait_actor([a.get_record() for a in self._actors])
-
-    def _pull_object(self) -> None:
-        obj = self.params["object"]
-        records = self._records()
-        obj.value = np.concatenate([r.obj for r in records])
-        obj.state = {k: np.concatenate([r.state[k] for r in records]) for k in obj.state}
-        if self._pending:
-            self._grad_rot = np.concatenate([r.grad for r in records])
 
     def _cut_chains(self) -> None:
         """Nothing to cut: the actors hold their slabs in place."""
@@ -135,34 +125,25 @@ class DirectDaskReconstruction(DaskReconstruction):
     def _run_batch(self, spec: BatchSpec):
         prob = self.problem
         wrt, job, groups = self._plan_groups(spec)
-        work: list = [None] * len(self._actors)
-        results = []
-        for k, (rows, tb, small, measured) in enumerate(groups):
-            work[k] = (job, tb, small, measured, prob.loss, prob.mask)
-            results.append((k, rows))
+        # tile group k goes to the owner of slab k; owners beyond the groups only exchange
+        work: list = [(job, tb, small, measured, prob.loss, prob.mask)
+                      for _, tb, small, measured in groups]
+        work += [None] * (len(self._actors) - len(work))
         if "obj" in wrt:
             self._pending += 1
-        update = None
-        if self._pending and self._object_update_due(spec):
-            obj = self.params["object"]
-            g = prob.geometry
-            update = (obj.optimizer.config(), obj.n_updates,
-                      tasks.SlabConstraints(g.unknown_type, obj.non_negativity, obj.object_type))
+        key = (self.i_batch, spec.i_theta, self._obj_version)  # before an update moves it on
+        update = self._take_update() if self._pending and self._object_update_due(spec) \
+            else None
         theta = float(prob.theta_rad[spec.i_theta])
-        key = (self.i_batch, spec.i_theta, self._obj_version)
         calls = [a.step(key, theta, work[i], update) for i, a in enumerate(self._actors)]
-        if update is not None:
-            self.params["object"].n_updates += 1
-            self._pending = 0
-            self._obj_version += 1
         self.i_batch += 1
         reg = self._reg_value
         small_due = [p for p in self.params.values() if p.kernel_key in wrt and p.name != "object"]
         if not small_due:  # read later: the next minibatch goes out first
             return lambda: float(sum(v for v, _ in self._wait_actor(calls))) + reg
         shares = self._wait_actor(calls)
-        per_group = [shares[k] for k, _ in results]
-        fake = [(None, rows) for _, rows in results]
+        group_rows = [rows for rows, *_ in groups]
         for p in small_due:
-            p.apply(p.full_gradient(self._sum_small(p.kernel_key, per_group, fake, spec), spec))
+            p.apply(p.full_gradient(self._sum_small(p.kernel_key, shares[:len(groups)],
+                                                    group_rows, spec), spec))
         return float(sum(v for v, _ in shares)) + reg

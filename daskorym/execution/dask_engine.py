@@ -57,7 +57,6 @@ class DaskReconstruction(Reconstruction):
     # for tasks the scheduler had dropped; kept at 0 until that is understood
     lookahead = 0
     _direct_slabs = True  # gradient tasks may read rotated slabs whole (see ``_piece``)
-    _share_rows = True  # other owners get only their rows of a gradient (``tasks.slab_share``)
 
     def __init__(self, settings, inputs=None, *, client=None, slab_height: int | None = None):
         self._client_arg = client
@@ -84,8 +83,7 @@ class DaskReconstruction(Reconstruction):
                                              jobqueue=jobqueue, timeout=timeout)
         self.workers = sorted(self.client.scheduler_info()["workers"])
         ly = self.problem.geometry.obj_shape[0]
-        h = self._slab_height_arg or -(-ly // len(self.workers))
-        self.bounds = [(y0, min(y0 + h, ly)) for y0 in range(0, ly, h)]
+        self.bounds = tasks.slab_bounds(ly, self._slab_height_arg or -(-ly // len(self.workers)))
         self.owners = [self.workers[i % len(self.workers)] for i in range(len(self.bounds))]
         self._model_f = self.client.scatter(self.problem.model, broadcast=True, hash=False)
         # GPU workers declare a "GPU" resource; gradient tasks then run only there and
@@ -170,8 +168,7 @@ class DaskReconstruction(Reconstruction):
         return [g for g in np.array_split(np.asarray(tiles), n) if len(g)]
 
     def _slabs_under(self, region) -> list[int]:
-        return [i for i, (a, b) in enumerate(self.bounds)
-                if a < region.y0 + region.ny and b > region.y0]
+        return tasks.slabs_under(self.bounds, region)
 
     def _plan_groups(self, spec: BatchSpec) -> tuple[list[str], tasks.KernelJob, list[tuple]]:
         """What each worker's share of a minibatch needs: ``(wrt, job, groups)`` with one
@@ -211,7 +208,7 @@ class DaskReconstruction(Reconstruction):
             for i in sorted({i for reg, _, _ in parts for i in self._slabs_under(reg)}):
                 readers[i].append(res)
                 # another owner gets only the rows of its slab, cut where the task ran
-                to_add[i].append(res if self.owners[i] == worker or not self._share_rows else
+                to_add[i].append(res if self.owners[i] == worker else
                                  c.submit(tasks.slab_share, res, *self.bounds[i], priority=1))
         # the object's side first, so the owners keep working while the client waits
         self._readers = readers
@@ -241,35 +238,45 @@ class DaskReconstruction(Reconstruction):
         shares = self._gather(share_f)
         loss = float(sum(v for v, _ in shares))
         for p in small_due:
-            p.apply(p.full_gradient(self._sum_small(p.kernel_key, shares, results, spec), spec))
+            p.apply(p.full_gradient(self._sum_small(p.kernel_key, shares,
+                                                    [rows for _, rows in results], spec), spec))
         return loss + reg
 
     @staticmethod
-    def _sum_small(key: str, shares, results, spec: BatchSpec) -> np.ndarray:
+    def _sum_small(key: str, shares, group_rows, spec: BatchSpec) -> np.ndarray:
+        """Sum of the groups' small gradients ``key`` (``shares``: ``(loss, grads)`` per tile
+        group; ``group_rows``: each group's rows in the minibatch)."""
         if key == "pos_px":  # per-tile gradients: put each group's rows back in batch order
             out = np.zeros((len(spec.tiles), 2))
-            for (_, grads), (_, rows) in zip(shares, results):
+            for (_, grads), rows in zip(shares, group_rows):
                 out[rows] = grads[key]
             return out
         return sum(grads[key] for _, grads in shares)
 
-    def _update_object(self, spec: BatchSpec, to_add: list[list]) -> None:
+    def _take_update(self) -> tuple[dict, int, tasks.SlabConstraints]:
+        """``(optimizer config, update number, constraints)`` of the object update the
+        owners are about to make; counted as made (update number, pending gradients and
+        object version move on)."""
         obj = self.params["object"]
-        theta = float(self.problem.theta_rad[spec.i_theta])
         g = self.problem.geometry
-        cons = tasks.SlabConstraints(g.unknown_type, obj.non_negativity, obj.object_type)
-        cfg = obj.optimizer.config()
-        for i in range(len(self.bounds)):
-            self._submit_add_update(i, to_add[i], theta, cfg, obj.n_updates, cons)
+        args = (obj.optimizer.config(), obj.n_updates,
+                tasks.SlabConstraints(g.unknown_type, obj.non_negativity, obj.object_type))
         obj.n_updates += 1
         self._pending = 0
         self._obj_version += 1
+        return args
+
+    def _update_object(self, spec: BatchSpec, to_add: list[list]) -> None:
+        theta = float(self.problem.theta_rad[spec.i_theta])
+        cfg, n_update, cons = self._take_update()
+        for i in range(len(self.bounds)):
+            self._submit_add_update(i, to_add[i], theta, cfg, n_update, cons)
 
     # ------------------------------------------------------------------ checkpoints
     def _pull_object(self) -> None:
         """Bring the owners' slabs (object, optimizer state, gradient) to the client."""
         obj = self.params["object"]
-        records = self._gather(self._slab)
+        records = self._records()
         obj.value = np.concatenate([r.obj for r in records])
         obj.state = {k: np.concatenate([r.state[k] for r in records]) for k in obj.state}
         if self._pending:

@@ -27,6 +27,16 @@ def cached_backend(name: str, precision: str, device: str, threads: int):
     return be
 
 
+def slab_bounds(ly: int, height: int) -> list[tuple[int, int]]:
+    """Rows ``[(y0, y1), ...]`` of the y-slabs of ``height`` rows covering ``ly`` rows."""
+    return [(y0, min(y0 + height, ly)) for y0 in range(0, ly, height)]
+
+
+def slabs_under(bounds: list[tuple[int, int]], region: Region) -> list[int]:
+    """Numbers of the slabs (``bounds`` as :func:`slab_bounds`) holding rows of ``region``."""
+    return [i for i, (a, b) in enumerate(bounds) if a < region.y0 + region.ny and b > region.y0]
+
+
 def rotate_slab(slab: np.ndarray, theta_rad: float) -> np.ndarray:
     """The slab rotated about y (rows are independent, so slab-local)."""
     if theta_rad == 0.0:
