@@ -13,8 +13,9 @@ regularisation and non-negativity; the probe is known.  Full size (default): 64^
 pixels beyond the object so that the Gaussian probe's bright centre lights the object's
 border: scanned over the object alone, its top and bottom rows get 0.1 % of the light and
 are not measured), 14 epochs of Adam with the step halved after 4 epochs and again after 8.
-``--quick``: 24^3, 8 angles, 14 epochs.  Prints the Pearson correlation and the SSIM (the paper's global
-definition) of delta, whole volume and central slice, and saves ``comparison.png``.
+``--quick``: 24^3, 8 angles, 14 epochs.  Prints the Pearson correlation and the SSIM (the
+paper's global definition) of delta, whole volume and central slice, and saves
+``comparison.png``.
 
     python examples/ptychotomo3d.py [--quick] [--out DIR] [--regime multislice|projection]
 

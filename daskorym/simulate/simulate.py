@@ -180,11 +180,10 @@ def _check_settings(model: str, s: SimulationSettings) -> None:
     if s.fly_scan_px < 0 or s.fly_scan_samples < 1:
         problems.append(f"fly_scan_px must be >= 0 and fly_scan_samples >= 1, got "
                         f"{s.fly_scan_px}, {s.fly_scan_samples}")
-    if s.fly_scan_px > 0 and model in ("fullfield_cdi", "tiled_holography",
-                                       "multidistance_holography"):
+    scanned = DEFAULTS[model].layout == "raster"
+    if s.fly_scan_px > 0 and not scanned:
         problems.append(f"fly_scan_px applies to scanning models, not {model}")
-    if s.scan_margin_px and model in ("fullfield_cdi", "tiled_holography",
-                                      "multidistance_holography"):
+    if s.scan_margin_px and not scanned:
         problems.append(f"scan_margin_px applies to scanning models, not {model}")
     if model == "sparse_multislice" and s.n_theta > 1:
         problems.append("sparse_multislice simulates one view (n_theta = 1): its slices are not "
