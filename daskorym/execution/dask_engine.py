@@ -81,7 +81,12 @@ class DaskReconstruction(Reconstruction):
         self.client, self._cluster = connect(self._client_arg, s.execution.cluster,
                                              s.execution.n_workers, s.execution.threads,
                                              jobqueue=jobqueue, timeout=timeout)
-        self.workers = sorted(self.client.scheduler_info()["workers"])
+        # asked of the scheduler itself: ``Client.scheduler_info()`` can answer from a cache
+        # that a periodic refresh fills with totals only (no workers listed), which once
+        # left a run here with none
+        self.workers = _alive(self.client)
+        if not self.workers:
+            raise WorkerLost("the Dask cluster has no running workers")
         ly = self.problem.geometry.obj_shape[0]
         self.bounds = tasks.slab_bounds(ly, self._slab_height_arg or -(-ly // len(self.workers)))
         self.owners = [self.workers[i % len(self.workers)] for i in range(len(self.bounds))]
