@@ -34,5 +34,15 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if not args or len(args) % 2:
         sys.exit("usage: mpi_run.py SETTINGS.json OUT.npz [SETTINGS.json OUT.npz ...]")
-    for k in range(0, len(args), 2):
-        run_one(args[k], args[k + 1])
+    try:
+        for k in range(0, len(args), 2):
+            run_one(args[k], args[k + 1])
+    except BaseException:
+        # one rank's error ends the whole run at once (the others would wait in their next
+        # collective until the test's timeout)
+        import traceback
+
+        from mpi4py import MPI
+        traceback.print_exc()
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(1)

@@ -110,6 +110,30 @@ def test_direct_exchange_checkpoints_resume_and_small_parameters(small_3d, clien
     assert np.max(np.abs(loss_d - loss_l) / loss_l) < 1e-5
 
 
+def test_direct_exchange_beside_another_client(small_2d, client, tmp_path):
+    """A session holding two clients (the other one made last, so the default): the direct
+    exchange's actor handles talk to this run's cluster, and the run gives the local
+    engine's numbers."""
+    groups = dict(optimization={"n_epochs": 1, "minibatch_size": 8},
+                  output={"store_checkpoint": False})
+    obj_l, _ = _run(small_settings(small_2d, tmp_path / "local",
+                                   execution={"precision": "float64"}, **groups))
+    other = make_local_cluster(1)
+    try:
+        with Client(other) as c2:
+            from distributed import default_client
+            assert default_client() is c2
+            with make_reconstruction(small_settings(small_2d, tmp_path / "direct", execution={
+                    "engine": "dask", "precision": "float64", "exchange": "direct"},
+                    **groups), client=client) as rec:
+                assert all(a._client is client for a in rec._actors)  # not the default c2
+                rec.run()
+                obj_d = rec.object.copy()
+    finally:
+        other.close()
+    assert np.linalg.norm(obj_d - obj_l) / np.linalg.norm(obj_l) < 1e-5
+
+
 def test_direct_exchange_is_refused_in_h5_mode(small_2d, tmp_path):
     from daskorym.config import ConfigError
     s = small_settings(small_2d, tmp_path / "x", execution={"engine": "dask", "mode": "h5",
@@ -160,11 +184,16 @@ def test_whole_slabs_assemble_as_cut_pieces():
     obj = rng.normal(size=(10, 7, 3, 2))
     bounds = [(0, 4), (4, 8), (8, 10)]
     fill = (0.5, -1.0)
-    for region in (Region(1, 2, 3, 3), Region(-2, -1, 14, 9), Region(3, 5, 6, 4)):
+    for region in (Region(1, 2, 3, 3), Region(-2, -1, 14, 9), Region(3, 5, 6, 4),
+                   Region(2, 8, 3, 2), Region(-3, -3, 2, 3)):  # (the last two: outside)
         under = [(a, b) for a, b in bounds if a < region.y0 + region.ny and b > region.y0]
         cut = [tasks.cut_piece(obj[a:b], a, region, fill) for a, b in under]
         whole = [(tasks.SLAB, a, obj[a:b]) for a, b in under]
         ref = tasks.assemble(region, cut, (3, 2), fill, obj.dtype)
+        into = np.full((region.ny + 2, region.nx + 1, 3, 2), 7.0)  # a view of a larger array
+        tasks.assemble(region, whole, (3, 2), fill, obj.dtype, out=into[1:-1, 1:])
+        assert np.array_equal(into[1:-1, 1:], ref) and (into[0] == 7).all() and \
+            (into[:, 0] == 7).all() and (into[-1] == 7).all()
         mixed = tasks.assemble(region, whole[:1] + cut[1:], (3, 2), fill, obj.dtype)
         assert np.array_equal(tasks.assemble(region, whole, (3, 2), fill, obj.dtype), ref)
         assert np.array_equal(mixed, ref)
@@ -174,6 +203,10 @@ def test_whole_slabs_assemble_as_cut_pieces():
         pad[3:13, 3:10] = obj
         assert np.array_equal(ref, pad[region.y0 + 3:region.y0 + 3 + region.ny,
                                        region.x0 + 3:region.x0 + 3 + region.nx])
+    # a slab above or below the region gives an empty piece
+    for a, b in ((8, 10), (0, 2)):
+        row, piece = tasks.cut_piece(obj[a:b], a, Region(3, 2, 4, 3), fill)
+        assert piece.shape == (0, 3, 3, 2)
 
 
 def test_slab_shares_add_up_to_the_whole_gradient():

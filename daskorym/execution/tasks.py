@@ -68,13 +68,24 @@ def cut_piece(slab: np.ndarray | SlabRecord, y0: int, region: Region, fill: tupl
     if isinstance(slab, SlabRecord):
         slab = slab.obj
     h = slab.shape[0]
-    ya, yb = max(y0, region.y0), min(y0 + h, region.y0 + region.ny)
-    piece = np.empty((max(yb - ya, 0), region.nx) + slab.shape[2:], slab.dtype)
-    piece[...] = np.asarray(fill, slab.dtype)
-    xa, xb = max(region.x0, 0), min(region.x0 + region.nx, slab.shape[1])
-    if yb > ya and xb > xa:
-        piece[:, xa - region.x0:xb - region.x0] = slab[ya - y0:yb - y0, xa:xb]
+    ya = max(y0, region.y0)
+    n = max(min(y0 + h, region.y0 + region.ny) - ya, 0)
+    piece = np.empty((n, region.nx) + slab.shape[2:], slab.dtype)
+    _copy_rows(piece, region.x0, slab[ya - y0:ya - y0 + n], np.asarray(fill, slab.dtype))
     return ya - region.y0, piece
+
+
+def _copy_rows(out: np.ndarray, x0: int, rows: np.ndarray, fill: np.ndarray) -> None:
+    """``out[:, j] = rows[:, x0 + j]`` where that column exists, ``fill`` elsewhere (one pass:
+    only the strips beyond the object's x range are filled)."""
+    lx, nx = rows.shape[1], out.shape[1]
+    xa, xb = max(x0, 0), min(x0 + nx, lx)
+    if xb <= xa:
+        out[...] = fill
+        return
+    out[:, xa - x0:xb - x0] = rows[:, xa:xb]
+    out[:, :xa - x0] = fill
+    out[:, xb - x0:] = fill
 
 
 #: marks a whole rotated slab among a gradient task's pieces: ``(SLAB, y0, slab)``
@@ -82,15 +93,30 @@ SLAB = "slab"
 
 
 def assemble(region: Region, pieces: list[tuple], trailing: tuple[int, ...],
-             fill: tuple[float, ...], dtype) -> np.ndarray:
+             fill: tuple[float, ...], dtype, out: np.ndarray | None = None) -> np.ndarray:
     """The region array ``[ny, nx, Lz, C]`` from pieces cut on the slab owners
     (``(row, piece)`` from :func:`cut_piece`) or whole rotated slabs (``(SLAB, y0, slab)``,
-    cut here)."""
-    out = np.empty((region.ny, region.nx) + tuple(trailing), dtype)
-    out[...] = np.asarray(fill, dtype)
+    cut here); rows no piece covers (outside the object) hold ``fill``.  Written into
+    ``out`` when given (a view of a chunk), each element once."""
+    if out is None:
+        out = np.empty((region.ny, region.nx) + tuple(trailing), dtype)
+    fill_v = np.asarray(fill, dtype)
+    covered = np.zeros(region.ny, bool)
     for item in pieces:
-        row, piece = cut_piece(item[2], item[1], region, fill) if item[0] == SLAB else item
-        out[row:row + piece.shape[0]] = piece
+        if item[0] == SLAB:
+            _, y0, slab = item
+            ya, yb = max(y0, region.y0), min(y0 + slab.shape[0], region.y0 + region.ny)
+            if yb <= ya:
+                continue
+            row, rows = ya - region.y0, yb - ya
+            _copy_rows(out[row:row + rows], region.x0, slab[ya - y0:yb - y0], fill_v)
+        else:
+            row, piece = item
+            rows = piece.shape[0]
+            out[row:row + rows] = piece
+        covered[row:row + rows] = True
+    if not covered.all():
+        out[~covered] = fill_v
     return out
 
 
@@ -116,9 +142,10 @@ def gradient_task(model, job: KernelJob, batch, part_pieces: list, fill, small: 
     be = cached_backend(*job.backend)
     lz_c = tuple(model.geometry.obj_shape[2:]) + (2,)
     dtype = np.dtype(job.backend[1])
-    assembled = {id(reg): assemble(reg, pieces, lz_c, fill, dtype)
-                 for (reg, _, _), pieces in zip(batch.parts(), part_pieces)}
-    chunk = batch.chunk_from(lambda reg: assembled[id(reg)], lz_c, dtype, fill)
+    # the pieces go straight into the chunk (its parts tile it: one box, or tiles side by side)
+    chunk = np.empty((batch.region.ny, batch.region.nx) + lz_c, dtype)
+    for (reg, r0, c0), pieces in zip(batch.parts(), part_pieces):
+        assemble(reg, pieces, lz_c, fill, dtype, out=chunk[r0:r0 + reg.ny, c0:c0 + reg.nx])
     params = dict(small, obj=chunk)
 
     def f(q):
