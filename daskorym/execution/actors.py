@@ -65,6 +65,7 @@ class SlabActor:
         self.timeout = float(timeout)
         self.peers: list = []
         self._inbox: dict[tuple, Any] = {}
+        self._unacked: list = []
         self._cond = threading.Condition()
         self._aborted = False
         self._rot_key: tuple | None = None
@@ -116,8 +117,16 @@ class SlabActor:
                 self._cond.wait(min(left, 1.0))
             return self._inbox.pop(key)
 
-    def _send_all(self, calls: list) -> None:
-        for f in calls:  # wait for the acknowledgements (delivery errors surface here)
+    def _send(self, calls: list) -> None:
+        """Keep the acknowledgements of messages already on their way (read by :meth:`_settle`:
+        waiting for each one here would stall the step for a round trip per exchange)."""
+        self._unacked.extend(calls)
+
+    def _settle(self) -> None:
+        """Wait for the acknowledgements of this step's messages (delivery errors surface
+        here); by the end of a step they are back, since the peers' own messages came."""
+        calls, self._unacked = self._unacked, []
+        for f in calls:
             f.result()
 
     # ------------------------------------------------------------------ the work
@@ -128,7 +137,7 @@ class SlabActor:
         own = tasks.rotate_slab(self.record.obj, theta)
         if theta == 0.0:
             own = own.copy()  # the record's slab changes in place on an update
-        self._send_all([self.peers[j].put("rot", key, self.index, own) for j in self._others])
+        self._send([self.peers[j].put("rot", key, self.index, own) for j in self._others])
         self._rotated = [own if j == self.index else self._take("rot", key, j)
                          for j in range(len(self.bounds))]
         self._rot_key = key
@@ -164,6 +173,7 @@ class SlabActor:
         Returns the loss share and the small gradients of this worker's tiles.
         """
         i_batch, rot_key = key[0], tuple(key[1:])
+        self._unacked = []  # (a step that failed left its own: the run is being recovered)
         self._ensure_rotated(rot_key, theta)
         loss, small = 0.0, {}
         shares: dict[int, Any] = {j: None for j in self._others}
@@ -179,8 +189,8 @@ class SlabActor:
                 y0 = self.bounds[self.index][0]
                 tasks.add_object_grad(self.record.grad, y0, result)
                 shares = {j: tasks.slab_share(result, *self.bounds[j]) for j in self._others}
-        self._send_all([self.peers[j].put("grad", (i_batch,), self.index, shares[j])
-                        for j in self._others])
+        self._send([self.peers[j].put("grad", (i_batch,), self.index, shares[j])
+                    for j in self._others])
         for j in self._others:
             share = self._take("grad", (i_batch,), j)
             if share is not None:
@@ -191,6 +201,7 @@ class SlabActor:
                 self.record.obj, self.record.grad, self.record.state, theta, cfg, i_update,
                 cons))
             self._rot_key = None
+        self._settle()
         return loss, small
 
     # ------------------------------------------------------------------ state

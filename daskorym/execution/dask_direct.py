@@ -62,7 +62,10 @@ class DirectDaskReconstruction(DaskReconstruction):
                                     self.problem.vacuum, self.i_batch, timeout, actor=True,
                                     workers=[w], pure=False))
         self._actor_futures = futures
-        self._actors = self._gather(futures)
+        # the handles bind to the client current where they are unpickled: this run's client,
+        # not the process's default one (another cluster's, in a session holding two)
+        with c.as_current():
+            self._actors = self._gather(futures)
         self._wait_actor([a.set_peers(self._actors) for a in self._actors])
         self._slab = []  # nothing for the scheduled paths to hold
 
