@@ -405,6 +405,134 @@ def run_bench(cases: list[str], *, n_epochs: int = 3, backends: tuple[str, ...] 
     return rows
 
 
+def run_split(case: BenchCase, n_procs: int, *, n_batches: int = 16, repeats: int = 3,
+              threads: int = 1, workdir: Path | None = None) -> dict[str, Any]:
+    """How much splitting the case's minibatches over ``n_procs`` processes can gain on this
+    machine, with nothing exchanged: the bound any engine's ``n_procs`` workers or ranks
+    stay under.
+
+    The first ``n_batches`` minibatches of the first epoch are done by one process, then by
+    ``n_procs`` processes at once, each taking what a slab owner of the Dask engine's direct
+    exchange takes (its group of the minibatch's tiles and its y-slab of the object): the
+    rotation of its slab to the batch's angle, the gradient of its tiles and the optimizer
+    step on its slab, but neither the exchange of rotated slabs and gradient rows nor the
+    assembly of the object chunk (each reads its chunks cut beforehand).  Times are per
+    minibatch, the median of ``repeats`` passes; with several processes a pass lasts until
+    the slowest one is done.
+    """
+    import multiprocessing
+
+    from .engine.loop import Reconstruction, _chunk
+    from .engine.schedule import epoch_batches
+    from .execution import tasks
+    from .simulate import simulate
+    if n_procs < 2:
+        raise ValueError(f"split needs at least 2 processes, got {n_procs}")
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        data = Path(tmp) / "data.h5"
+        simulate(case.model, data, progress=False, **case.simulate)
+        settings = json.loads(json.dumps(case.settings))
+        settings["dataset"] = {"path": str(data)}
+        settings["execution"] = {"threads": threads}
+        settings["output"] = {"folder": str(Path(tmp) / "out"), "progress": False,
+                              "store_checkpoint": False}
+        with Reconstruction(settings) as rec:
+            prob, obj = rec.problem, rec.params["object"]
+            opt = rec.settings.optimization
+            specs = epoch_batches(opt.seed, 0, prob.n_theta, prob.n_tiles,
+                                  opt.minibatch_size, opt.randomize_probe_pos)[:n_batches]
+            g = prob.geometry
+            update = (obj.optimizer.config(), 0,
+                      tasks.SlabConstraints(g.unknown_type, obj.non_negativity, obj.object_type))
+            s = rec.settings.execution
+            shares = {n: [] for n in (1, n_procs)}
+            for spec in specs:
+                kp, wrt = rec._small_inputs(spec)
+                wrt = [k for k in wrt if k == "obj"]  # the object's gradient only
+                job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads),
+                                      tuple(wrt), rec._n_pix(len(spec.tiles)), prob.fft_order)
+                measured = prob.measured(spec.i_theta, spec.tiles, fft_order=prob.fft_order)
+                rotated = rec._rotated(spec.i_theta)
+                theta = float(prob.theta_rad[spec.i_theta])
+                positions = rec._plan_positions(spec.i_theta)
+                for n in shares:
+                    groups = np.array_split(np.arange(len(spec.tiles)), n)
+                    bounds = tasks.slab_bounds(g.obj_shape[0], -(-g.obj_shape[0] // n))
+                    work = []
+                    for rows, (y0, y1) in zip(groups, bounds):
+                        tb = prob.model.plan_batch(spec.i_theta, spec.tiles[rows],
+                                                   positions[spec.tiles[rows]])
+                        small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
+                        work.append((job, tb, small, measured[rows],
+                                     _chunk(tb, rotated, prob.vacuum), theta, y0, y1))
+                    shares[n].append(work)
+            state = obj.state
+            args = (prob.model, prob.loss, prob.mask, obj.value, state, update)
+        ctx = multiprocessing.get_context("spawn")
+        per_batch = {}
+        for n in shares:
+            barrier, queue = ctx.Barrier(n), ctx.Queue()
+            procs = [ctx.Process(target=_split_worker,
+                                 args=(args, [w[k] for w in shares[n]], repeats, barrier, queue))
+                     for k in range(n)]
+            for p in procs:
+                p.start()
+            try:
+                times = [queue.get(timeout=600) for _ in procs]
+            finally:
+                for p in procs:
+                    p.join(timeout=60)
+                    if p.is_alive():
+                        p.kill()
+            if any(isinstance(t, str) for t in times):
+                raise RuntimeError("a split process failed: " +
+                                   "; ".join(t for t in times if isinstance(t, str)))
+            # a pass lasts until its slowest process is done
+            passes = [max(t[i] for t in times) for i in range(repeats)]
+            per_batch[n] = statistics.median(passes) / len(specs)
+    return {"case": case.name, "processes": n_procs, "batches": len(specs),
+            "s_per_batch_1": per_batch[1], f"s_per_batch_{n_procs}": per_batch[n_procs],
+            "speedup": per_batch[1] / per_batch[n_procs]}
+
+
+def _split_worker(args, work, repeats, barrier, queue) -> None:
+    """One process of :func:`run_split`: its share of every minibatch, ``repeats`` times."""
+    try:
+        from .execution import tasks
+        model, loss, mask, obj, state, (cfg, i_update, cons) = args
+        y0, y1 = work[0][6], work[0][7]
+        slab = obj[y0:y1].copy()
+        slab_state = {k: v[y0:y1].copy() for k, v in state.items()}
+        grad = np.zeros_like(slab)
+
+        def one_pass():
+            nonlocal slab, slab_state, grad
+            for job, tb, small, measured, chunk, theta, a, _ in work:
+                tasks.rotate_slab(slab, theta)  # (what an owner would send; not read here)
+                be = tasks.cached_backend(*job.backend)
+
+                def f(q, tb=tb, measured=measured, job=job):
+                    return model.tile_loss(be, q, tb, measured, loss, mask,
+                                           measured_fft_order=job.measured_fft_order)[0] \
+                        / job.n_pix_global
+
+                _, grads = be.value_and_grad(f, dict(small, obj=chunk), list(job.wrt))
+                tasks.add_object_grad(grad, a, {"grads": grads, "parts": tb.parts()})
+                slab, slab_state, grad = tasks.update_slab(slab, grad, slab_state, theta, cfg,
+                                                           i_update, cons)
+
+        one_pass()  # warm-up (FFT plans, caches)
+        times = []
+        for _ in range(repeats):
+            barrier.wait(timeout=600)
+            t0 = time.perf_counter()
+            one_pass()
+            times.append(time.perf_counter() - t0)
+        queue.put(times)
+    except BaseException as err:  # noqa: BLE001 - reported to the parent
+        queue.put(f"{type(err).__name__}: {err}")
+
+
 SOAK_CASE = BenchCase(
     "soak", "small 2D far field: 48x48 object, 16x16 probe, 64 positions (Dask engine)",
     "farfield_ptychography",
@@ -486,4 +614,4 @@ def run_soak(n_epochs: int = 500, *, n_workers: int = 2, mode: str = "dp",
 
 __all__ = ["BenchCase", "CASES", "PeakRSS", "SOAK_CASE", "asdict", "fft_floor", "fft_seconds",
            "ffts_per_position", "format_table",
-           "relative_lines", "run_bench", "run_case", "run_soak"]
+           "relative_lines", "run_bench", "run_case", "run_soak", "run_split"]

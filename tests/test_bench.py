@@ -91,3 +91,19 @@ def test_dask_direct_engine_rows(tmp_path):
     assert "dask-2-direct" in format_table(rows)
     with pytest.raises(ValueError, match="dask-N-direct"):
         run_bench(["2d"], engines=("dask-2-fast",))
+
+
+def test_split_bound_runs_one_and_several_processes(tmp_path):
+    """``bench --split N``: each minibatch's work by one process, then by N at once; the
+    report holds both times per minibatch and their ratio (values not asserted: timings)."""
+    from daskorym.bench import run_split
+    case = BenchCase("tiny3", "tiny 3D", "farfield_ptychography",
+                     dict(obj_shape=(16, 16, 16), probe_shape=(8, 8), step_px=3, n_theta=4,
+                          theta_range_rad=(0.0, np.pi)),
+                     {"object": {"shape": [16, 16, 16]}, "optimization": {"minibatch_size": 9}})
+    r = run_split(case, 2, n_batches=3, repeats=2, workdir=tmp_path)
+    assert r["processes"] == 2 and r["batches"] == 3
+    assert r["s_per_batch_1"] > 0 and r["s_per_batch_2"] > 0
+    assert r["speedup"] == pytest.approx(r["s_per_batch_1"] / r["s_per_batch_2"])
+    with pytest.raises(ValueError, match="at least 2"):
+        run_split(case, 1)

@@ -145,7 +145,12 @@ def _toml(v) -> str:
 @click.option("--soak", is_flag=True,
               help="Instead: the soak run, a small case for --epochs epochs (e.g. 500) on 2 "
                    "Dask workers, memory of the client and workers sampled every epoch.")
-def bench(cases, n_epochs, backends, device, threads, engines, mode, json_path, soak) -> None:
+@click.option("--split", type=int, metavar="N",
+              help="Instead: the gain N processes can give at most here: each case's minibatch "
+                   "work (rotation, gradient, optimizer step) done by one process, then split "
+                   "over N at once with nothing exchanged.")
+def bench(cases, n_epochs, backends, device, threads, engines, mode, json_path, soak,
+          split) -> None:
     """Time per epoch and peak memory of the standard cases."""
     from ..bench import CASES, format_table, run_bench
 
@@ -164,6 +169,25 @@ def bench(cases, n_epochs, backends, device, threads, engines, mode, json_path, 
         return
 
     names = list(cases) or list(CASES)
+    if split is not None:
+        from ..bench import run_split
+        unknown = [c for c in names if c not in CASES]
+        if unknown:
+            raise click.UsageError(f"unknown bench case(s) {unknown}; known: {sorted(CASES)}")
+        results = []
+        for name in names:
+            r = run_split(CASES[name], split, threads=threads)
+            results.append(r)
+            click.echo(f"{name}: {CASES[name].description}\n  split over {split} processes, "
+                       f"nothing exchanged ({r['batches']} minibatches): 1 process "
+                       f"{1e3 * r['s_per_batch_1']:.1f} ms/minibatch, {split} processes "
+                       f"{1e3 * r[f's_per_batch_{split}']:.1f} ms/minibatch: "
+                       f"{r['speedup']:.2f}x at most")
+        if json_path is not None:
+            from ..outputs import atomic_write_text
+            atomic_write_text(Path(json_path), json.dumps(results, indent=2))
+        return
+
     rows = run_bench(names, n_epochs=n_epochs, backends=tuple(backends) or ("torch",),
                      device=device, threads=threads, json_path=json_path,
                      engines=tuple(engines) or ("local",), mode=mode)
