@@ -460,6 +460,9 @@ def run_split(case: BenchCase, n_procs: int, *, n_batches: int = 16, repeats: in
                     bounds = tasks.slab_bounds(g.obj_shape[0], -(-g.obj_shape[0] // n))
                     work = []
                     for rows, (y0, y1) in zip(groups, bounds):
+                        if not len(rows):  # fewer tiles than processes: rotation, update only
+                            work.append((job, None, None, None, None, theta, y0, y1))
+                            continue
                         tb = prob.model.plan_batch(spec.i_theta, spec.tiles[rows],
                                                    positions[spec.tiles[rows]])
                         small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
@@ -509,15 +512,16 @@ def _split_worker(args, work, repeats, barrier, queue) -> None:
             nonlocal slab, slab_state, grad
             for job, tb, small, measured, chunk, theta, a, _ in work:
                 tasks.rotate_slab(slab, theta)  # (what an owner would send; not read here)
-                be = tasks.cached_backend(*job.backend)
+                if tb is not None and job.wrt:
+                    be = tasks.cached_backend(*job.backend)
 
-                def f(q, tb=tb, measured=measured, job=job):
-                    return model.tile_loss(be, q, tb, measured, loss, mask,
-                                           measured_fft_order=job.measured_fft_order)[0] \
-                        / job.n_pix_global
+                    def f(q, tb=tb, measured=measured, job=job):
+                        return model.tile_loss(be, q, tb, measured, loss, mask,
+                                               measured_fft_order=job.measured_fft_order)[0] \
+                            / job.n_pix_global
 
-                _, grads = be.value_and_grad(f, dict(small, obj=chunk), list(job.wrt))
-                tasks.add_object_grad(grad, a, {"grads": grads, "parts": tb.parts()})
+                    _, grads = be.value_and_grad(f, dict(small, obj=chunk), list(job.wrt))
+                    tasks.add_object_grad(grad, a, {"grads": grads, "parts": tb.parts()})
                 slab, slab_state, grad = tasks.update_slab(slab, grad, slab_state, theta, cfg,
                                                            i_update, cons)
 
@@ -530,6 +534,7 @@ def _split_worker(args, work, repeats, barrier, queue) -> None:
             times.append(time.perf_counter() - t0)
         queue.put(times)
     except BaseException as err:  # noqa: BLE001 - reported to the parent
+        barrier.abort()  # the others stop waiting for this one
         queue.put(f"{type(err).__name__}: {err}")
 
 

@@ -107,3 +107,8 @@ def test_split_bound_runs_one_and_several_processes(tmp_path):
     assert r["speedup"] == pytest.approx(r["s_per_batch_1"] / r["s_per_batch_2"])
     with pytest.raises(ValueError, match="at least 2"):
         run_split(case, 1)
+    # one tile per minibatch: one process has no tiles (it still rotates and updates its slab)
+    one = dataclasses.replace(case, settings={"object": {"shape": [16, 16, 16]},
+                                              "optimization": {"minibatch_size": 1}})
+    r = run_split(one, 2, n_batches=2, repeats=1, workdir=tmp_path)
+    assert r["batches"] == 2 and r["s_per_batch_2"] > 0
