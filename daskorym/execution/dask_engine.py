@@ -168,9 +168,17 @@ class DaskReconstruction(Reconstruction):
             return tasks.SLAB, a, rot[i]
         return self._submit_cut(i, rot[i], region)
 
-    def _groups(self, tiles: np.ndarray) -> list[np.ndarray]:
+    def _groups(self, tiles: np.ndarray, rows_y: np.ndarray | None = None) -> list[np.ndarray]:
+        """The minibatch's tiles in one group per worker.  With ``rows_y`` (each tile's row in
+        the object) the tiles are taken in the order of their rows, so that each group covers
+        a band of the object: a smaller chunk to assemble and differentiate, and fewer
+        gradient rows for the other slabs' owners (3D bench case, 2 groups: chunks of 50
+        rows instead of 68)."""
+        tiles = np.asarray(tiles)
         n = min(len(self.workers), len(tiles))
-        return [g for g in np.array_split(np.asarray(tiles), n) if len(g)]
+        if rows_y is not None and n > 1:
+            tiles = tiles[np.argsort(rows_y, kind="stable")]
+        return [g for g in np.array_split(tiles, n) if len(g)]
 
     def _slabs_under(self, region) -> list[int]:
         return tasks.slabs_under(self.bounds, region)
@@ -187,7 +195,7 @@ class DaskReconstruction(Reconstruction):
         positions = self._plan_positions(spec.i_theta)
         index = {int(t): k for k, t in enumerate(spec.tiles)}
         groups = []
-        for group in self._groups(spec.tiles):
+        for group in self._groups(spec.tiles, positions[spec.tiles, 0]):
             rows = np.array([index[int(t)] for t in group])
             tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
             small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
