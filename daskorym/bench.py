@@ -14,7 +14,7 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -425,6 +425,7 @@ def run_split(case: BenchCase, n_procs: int, *, n_batches: int = 16, repeats: in
     from .engine.loop import Reconstruction, _chunk
     from .engine.schedule import epoch_batches
     from .execution import tasks
+    from .execution.dask_engine import plan_groups
     from .simulate import simulate
     if n_procs < 2:
         raise ValueError(f"split needs at least 2 processes, got {n_procs}")
@@ -442,33 +443,24 @@ def run_split(case: BenchCase, n_procs: int, *, n_batches: int = 16, repeats: in
             specs = epoch_batches(opt.seed, 0, prob.n_theta, prob.n_tiles,
                                   opt.minibatch_size, opt.randomize_probe_pos)[:n_batches]
             g = prob.geometry
+            if n_procs > g.obj_shape[0]:
+                raise ValueError(f"split over {n_procs} processes: the object has only "
+                                 f"{g.obj_shape[0]} rows to share out")
             update = (obj.optimizer.config(), 0,
                       tasks.SlabConstraints(g.unknown_type, obj.non_negativity, obj.object_type))
-            s = rec.settings.execution
             shares = {n: [] for n in (1, n_procs)}
             for spec in specs:
-                kp, wrt = rec._small_inputs(spec)
-                wrt = [k for k in wrt if k == "obj"]  # the object's gradient only
-                job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads),
-                                      tuple(wrt), rec._n_pix(len(spec.tiles)), prob.fft_order)
-                measured = prob.measured(spec.i_theta, spec.tiles, fft_order=prob.fft_order)
                 rotated = rec._rotated(spec.i_theta)
                 theta = float(prob.theta_rad[spec.i_theta])
-                positions = rec._plan_positions(spec.i_theta)
                 for n in shares:
-                    groups = np.array_split(np.arange(len(spec.tiles)), n)
-                    bounds = tasks.slab_bounds(g.obj_shape[0], -(-g.obj_shape[0] // n))
-                    work = []
-                    for rows, (y0, y1) in zip(groups, bounds):
-                        if not len(rows):  # fewer tiles than processes: rotation, update only
-                            work.append((job, None, None, None, None, theta, y0, y1))
-                            continue
-                        tb = prob.model.plan_batch(spec.i_theta, spec.tiles[rows],
-                                                   positions[spec.tiles[rows]])
-                        small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
-                        work.append((job, tb, small, measured[rows],
-                                     _chunk(tb, rotated, prob.vacuum), theta, y0, y1))
-                    shares[n].append(work)
+                    # the tiles and slabs as the Dask engine's direct exchange deals them
+                    wrt, job, groups = plan_groups(rec, spec, n)
+                    job = replace(job, wrt=tuple(k for k in wrt if k == "obj"))
+                    work = [(job, tb, small, measured, _chunk(tb, rotated, prob.vacuum))
+                            for _, tb, small, measured in groups]
+                    work += [(job, None, None, None, None)] * (n - len(work))  # no tiles left
+                    shares[n].append([w + (theta, y0, y1) for w, (y0, y1) in
+                                      zip(work, tasks.even_slabs(g.obj_shape[0], n))])
             state = obj.state
             args = (prob.model, prob.loss, prob.mask, obj.value, state, update)
         ctx = multiprocessing.get_context("spawn")

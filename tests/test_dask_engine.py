@@ -234,13 +234,9 @@ def test_slab_shares_add_up_to_the_whole_gradient():
 def test_tile_groups_are_bands_of_rows():
     """With the tiles' rows given, each worker's group is a band of the object (sorted by
     row, split evenly); one worker keeps the minibatch's order."""
-    from types import SimpleNamespace
-
-    from daskorym.execution.dask_engine import DaskReconstruction
+    from daskorym.execution.tasks import tile_groups
     tiles = np.array([10, 11, 12, 13, 14, 15, 16])
     rows = np.array([30.0, 0.0, 24.0, 6.0, 18.0, 12.0, 6.0])
-    two = DaskReconstruction._groups(SimpleNamespace(workers=["a", "b"]), tiles, rows)
-    assert [g.tolist() for g in two] == [[11, 13, 16, 15], [14, 12, 10]]
-    one = DaskReconstruction._groups(SimpleNamespace(workers=["a"]), tiles, rows)
-    assert [g.tolist() for g in one] == [tiles.tolist()]
-    assert len(DaskReconstruction._groups(SimpleNamespace(workers=list("abc")), tiles[:2])) == 2
+    assert [g.tolist() for g in tile_groups(tiles, 2, rows)] == [[11, 13, 16, 15], [14, 12, 10]]
+    assert [g.tolist() for g in tile_groups(tiles, 1, rows)] == [tiles.tolist()]
+    assert len(tile_groups(tiles[:2], 3)) == 2

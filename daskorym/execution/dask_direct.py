@@ -45,7 +45,7 @@ class DirectDaskReconstruction(DaskReconstruction):
         """One slab per worker: the object is cut again over ``workers``."""
         self.workers = list(workers)
         ly = self.problem.geometry.obj_shape[0]
-        self.bounds = tasks.slab_bounds(ly, -(-ly // max(1, min(len(workers), ly))))
+        self.bounds = tasks.even_slabs(ly, len(workers))
         self.owners = [workers[i] for i in range(len(self.bounds))]
 
     def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray],

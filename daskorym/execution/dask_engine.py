@@ -88,7 +88,8 @@ class DaskReconstruction(Reconstruction):
         if not self.workers:
             raise WorkerLost("the Dask cluster has no running workers")
         ly = self.problem.geometry.obj_shape[0]
-        self.bounds = tasks.slab_bounds(ly, self._slab_height_arg or -(-ly // len(self.workers)))
+        self.bounds = tasks.slab_bounds(ly, self._slab_height_arg) if self._slab_height_arg \
+            else tasks.even_slabs(ly, len(self.workers))
         self.owners = [self.workers[i % len(self.workers)] for i in range(len(self.bounds))]
         self._model_f = self.client.scatter(self.problem.model, broadcast=True, hash=False)
         # GPU workers declare a "GPU" resource; gradient tasks then run only there and
@@ -168,39 +169,11 @@ class DaskReconstruction(Reconstruction):
             return tasks.SLAB, a, rot[i]
         return self._submit_cut(i, rot[i], region)
 
-    def _groups(self, tiles: np.ndarray, rows_y: np.ndarray | None = None) -> list[np.ndarray]:
-        """The minibatch's tiles in one group per worker.  With ``rows_y`` (each tile's row in
-        the object) the tiles are taken in the order of their rows, so that each group covers
-        a band of the object: a smaller chunk to assemble and differentiate, and fewer
-        gradient rows for the other slabs' owners (3D bench case, 2 groups: chunks of 50
-        rows instead of 68)."""
-        tiles = np.asarray(tiles)
-        n = min(len(self.workers), len(tiles))
-        if rows_y is not None and n > 1:
-            tiles = tiles[np.argsort(rows_y, kind="stable")]
-        return [g for g in np.array_split(tiles, n) if len(g)]
-
     def _slabs_under(self, region) -> list[int]:
         return tasks.slabs_under(self.bounds, region)
 
     def _plan_groups(self, spec: BatchSpec) -> tuple[list[str], tasks.KernelJob, list[tuple]]:
-        """What each worker's share of a minibatch needs: ``(wrt, job, groups)`` with one
-        ``(rows in the minibatch, tile batch, small inputs, measured data)`` per tile group."""
-        prob = self.problem
-        kp, wrt = self._small_inputs(spec)
-        measured = prob.measured(spec.i_theta, spec.tiles, fft_order=prob.fft_order)
-        s = self.settings.execution
-        job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
-                              self._n_pix(len(spec.tiles)), prob.fft_order)
-        positions = self._plan_positions(spec.i_theta)
-        index = {int(t): k for k, t in enumerate(spec.tiles)}
-        groups = []
-        for group in self._groups(spec.tiles, positions[spec.tiles, 0]):
-            rows = np.array([index[int(t)] for t in group])
-            tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
-            small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
-            groups.append((rows, tb, small, measured[rows]))
-        return wrt, job, groups
+        return plan_groups(self, spec, len(self.workers))
 
     def _run_batch(self, spec: BatchSpec) -> float:
         c, prob = self.client, self.problem
@@ -428,3 +401,26 @@ def _alive(client) -> list[str]:
 
 def _worker_addresses(dask_scheduler=None) -> list[str]:
     return [a for a, ws in dask_scheduler.workers.items() if ws.status.name == "running"]
+
+
+def plan_groups(rec: Reconstruction, spec: BatchSpec, n: int
+                ) -> tuple[list[str], tasks.KernelJob, list[tuple]]:
+    """What each of ``n`` workers' share of a minibatch needs: ``(wrt, job, groups)`` with one
+    ``(rows in the minibatch, tile batch, small inputs, measured data)`` per tile group
+    (:func:`~.tasks.tile_groups`, in bands of rows; fewer groups than ``n`` when the
+    minibatch has fewer tiles)."""
+    prob = rec.problem
+    kp, wrt = rec._small_inputs(spec)
+    measured = prob.measured(spec.i_theta, spec.tiles, fft_order=prob.fft_order)
+    s = rec.settings.execution
+    job = tasks.KernelJob((s.backend, s.precision, s.device, s.threads), tuple(wrt),
+                          rec._n_pix(len(spec.tiles)), prob.fft_order)
+    positions = rec._plan_positions(spec.i_theta)
+    index = {int(t): k for k, t in enumerate(spec.tiles)}
+    groups = []
+    for group in tasks.tile_groups(spec.tiles, n, positions[spec.tiles, 0]):
+        rows = np.array([index[int(t)] for t in group])
+        tb = prob.model.plan_batch(spec.i_theta, group, positions[group])
+        small = {k: (v[rows] if k == "pos_px" else v) for k, v in kp.items()}
+        groups.append((rows, tb, small, measured[rows]))
+    return wrt, job, groups

@@ -51,14 +51,16 @@ class Region:
                 slice(ya - self.y0, yb - self.y0), slice(xa - self.x0, xb - self.x0))
 
 
-def extract_region(obj: np.ndarray, region: Region, vacuum: tuple[float, float] = (0.0, 0.0)
-                   ) -> np.ndarray:
-    """Copy of ``obj[y0:y0+ny, x0:x0+nx]`` ``[ny, nx, Lz, 2]``, vacuum where it leaves ``obj``.
+def extract_region(obj: np.ndarray, region: Region, vacuum: tuple[float, float] = (0.0, 0.0),
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """Copy of ``obj[y0:y0+ny, x0:x0+nx]`` ``[ny, nx, Lz, 2]``, vacuum where it leaves ``obj``
+    (written into ``out`` when given, e.g. a view of a larger array).
 
     One pass over the output: the part inside ``obj`` is copied, and only the strips
     outside it are set to vacuum."""
-    out = np.empty((region.ny, region.nx) + obj.shape[2:], obj.dtype)
-    fill = np.asarray(vacuum, obj.dtype)
+    if out is None:
+        out = np.empty((region.ny, region.nx) + obj.shape[2:], obj.dtype)
+    fill = np.asarray(vacuum, out.dtype)
     ov = region.overlap(obj.shape[0], obj.shape[1])
     if ov is None:
         out[...] = fill
