@@ -14,9 +14,11 @@ With ``execution.exchange = "direct"`` each worker holds one y-slab of the objec
 
 The client only waits for the loss shares (and the small gradients it applies itself), so a
 minibatch costs one client round trip and two direct exchanges instead of four scheduled
-hops.  Messages are kept in an inbox keyed by ``(kind, tag, sender)``; a receiver waits for
-each expected message with a timeout and gives up at once when told to (:meth:`abort`), so a
-lost peer never leaves a thread waiting for ever.
+hops.  The exchanges go over the owners' own authenticated TCP links (:mod:`.links`), sent
+from and received beside the step threads, not through the workers' event loops.  Messages
+are kept in an inbox keyed by ``(kind, tag, sender)``; a receiver waits for each expected
+message with a timeout, and gives up at once when the sender's link breaks or when told to
+(:meth:`SlabActor.abort`), so a lost peer never leaves a thread waiting for ever.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import tasks
+from .links import LinkLost, Links, listen_host
 
 
 class PeerLost(RuntimeError):
@@ -48,6 +51,7 @@ class SlabActor:
     model, vacuum : the forward model and the fill value outside the object
     next_batch : the number of the first minibatch this actor will be asked for
     timeout : seconds to wait for a peer's message before giving up
+    authkey : the key the owners' links authenticate with (the run's own)
 
     Steps run one at a time in the actor's own thread, in the order of their minibatch
     numbers whatever the order the calls arrive in (the client sends the next minibatch's
@@ -55,7 +59,8 @@ class SlabActor:
     """
 
     def __init__(self, index: int, bounds: list[tuple[int, int]], record: tasks.SlabRecord,
-                 model, vacuum, next_batch: int = 0, timeout: float = 120.0):
+                 model, vacuum, next_batch: int = 0, timeout: float = 120.0,
+                 authkey: bytes = b""):
         self.index = int(index)
         self.bounds = [tuple(b) for b in bounds]
         self._others = [j for j in range(len(self.bounds)) if j != self.index]
@@ -63,9 +68,10 @@ class SlabActor:
         self.model = model
         self.vacuum = vacuum
         self.timeout = float(timeout)
-        self.peers: list = []
+        self._authkey = bytes(authkey)
+        self._links: Links | None = None
         self._inbox: dict[tuple, Any] = {}
-        self._unacked: list = []
+        self._lost: set[int] = set()
         self._cond = threading.Condition()
         self._aborted = False
         self._rot_key: tuple | None = None
@@ -75,20 +81,28 @@ class SlabActor:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="daskorym-slab")
 
     # ------------------------------------------------------------------ messages
-    def set_peers(self, peers: list) -> None:
-        """Handles of every slab's actor, by slab number (this one's included).  The handles
-        are bound to this worker here, as the steps' own thread has no worker context to
-        find it from."""
+    def listen(self) -> tuple:
+        """Open this owner's links' listening socket on its worker's interface; returns the
+        address the other owners connect to."""
         from distributed import get_worker
-        worker = get_worker()
-        for p in peers:
-            p._worker = worker
-        self.peers = list(peers)
+        self._links = Links(self.index, len(self.bounds), listen_host(get_worker().address),
+                            self._authkey, self._receive, self._link_lost, self.timeout)
+        return self._links.address
 
-    async def put(self, kind: str, tag: tuple, sender: int, data: Any) -> None:
-        """Receive a message (runs on the worker's event loop, never behind a step)."""
+    def connect(self, addresses: list) -> None:
+        """Open the links to the other owners (``addresses`` by slab number, from
+        :meth:`listen`)."""
+        self._links.connect(addresses)
+
+    def _receive(self, sender: int, message: tuple) -> None:
+        kind, tag, data = message
         with self._cond:
             self._inbox[(kind, tuple(tag), int(sender))] = data
+            self._cond.notify_all()
+
+    def _link_lost(self, sender: int) -> None:
+        with self._cond:
+            self._lost.add(int(sender))
             self._cond.notify_all()
 
     async def abort(self) -> None:
@@ -96,6 +110,8 @@ class SlabActor:
         with self._cond:
             self._aborted = True
             self._cond.notify_all()
+        if self._links is not None:
+            self._links.close()
         async with self._turn_cond():
             self._turn_cond().notify_all()
         self._pool.shutdown(wait=False)
@@ -111,23 +127,20 @@ class SlabActor:
         with self._cond:
             while key not in self._inbox:
                 left = deadline - time.monotonic()
-                if self._aborted or left <= 0:
+                if self._aborted or left <= 0 or sender in self._lost:
+                    why = ("aborted" if self._aborted else "its link broke"
+                           if sender in self._lost else "timed out")
                     raise PeerLost(f"slab {self.index}: no {kind} from slab {sender} for "
-                                   f"{tag} ({'aborted' if self._aborted else 'timed out'})")
+                                   f"{tag} ({why})")
                 self._cond.wait(min(left, 1.0))
             return self._inbox.pop(key)
 
-    def _send(self, calls: list) -> None:
-        """Keep the acknowledgements of messages already on their way (read by :meth:`_settle`:
-        waiting for each one here would stall the step for a round trip per exchange)."""
-        self._unacked.extend(calls)
-
-    def _settle(self) -> None:
-        """Wait for the acknowledgements of this step's messages (delivery errors surface
-        here); by the end of a step they are back, since the peers' own messages came."""
-        calls, self._unacked = self._unacked, []
-        for f in calls:
-            f.result()
+    def _send(self, j: int, kind: str, tag: tuple, data: Any) -> None:
+        try:
+            self._links.send(j, (kind, tuple(tag), data))
+        except LinkLost as err:
+            raise PeerLost(f"slab {self.index}: cannot send {kind} {tag} to slab {j} ({err})"
+                           ) from err
 
     # ------------------------------------------------------------------ the work
     def _ensure_rotated(self, key: tuple, theta: float) -> None:
@@ -137,7 +150,8 @@ class SlabActor:
         own = tasks.rotate_slab(self.record.obj, theta)
         if theta == 0.0:
             own = own.copy()  # the record's slab changes in place on an update
-        self._send([self.peers[j].put("rot", key, self.index, own) for j in self._others])
+        for j in self._others:
+            self._send(j, "rot", key, own)
         self._rotated = [own if j == self.index else self._take("rot", key, j)
                          for j in range(len(self.bounds))]
         self._rot_key = key
@@ -173,7 +187,6 @@ class SlabActor:
         Returns the loss share and the small gradients of this worker's tiles.
         """
         i_batch, rot_key = key[0], tuple(key[1:])
-        self._unacked = []  # (a step that failed left its own: the run is being recovered)
         self._ensure_rotated(rot_key, theta)
         loss, small = 0.0, {}
         shares: dict[int, Any] = {j: None for j in self._others}
@@ -189,8 +202,8 @@ class SlabActor:
                 y0 = self.bounds[self.index][0]
                 tasks.add_object_grad(self.record.grad, y0, result)
                 shares = {j: tasks.slab_share(result, *self.bounds[j]) for j in self._others}
-        self._send([self.peers[j].put("grad", (i_batch,), self.index, shares[j])
-                    for j in self._others])
+        for j in self._others:
+            self._send(j, "grad", (i_batch,), shares[j])
         for j in self._others:
             share = self._take("grad", (i_batch,), j)
             if share is not None:
@@ -201,7 +214,6 @@ class SlabActor:
                 self.record.obj, self.record.grad, self.record.state, theta, cfg, i_update,
                 cons))
             self._rot_key = None
-        self._settle()
         return loss, small
 
     # ------------------------------------------------------------------ state

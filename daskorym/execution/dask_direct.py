@@ -12,6 +12,9 @@ into as many slabs as workers are left.
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 
 from ..config import ConfigError
@@ -54,26 +57,35 @@ class DirectDaskReconstruction(DaskReconstruction):
             self._deal(self.workers)
         self._drop_actors()
         c, timeout = self.client, max(60.0, float(self._worker_timeout))
+        authkey = os.urandom(32)  # this set of owners' links only
         futures = []
         for i, ((a, b), w) in enumerate(zip(self.bounds, self.owners)):
             record = tasks.SlabRecord(value[a:b], {k: v[a:b] for k, v in state.items()},
                                       np.zeros_like(value[a:b]) if grad is None else grad[a:b])
             futures.append(c.submit(SlabActor, i, self.bounds, record, self._model_f,
-                                    self.problem.vacuum, self.i_batch, timeout, actor=True,
-                                    workers=[w], pure=False))
+                                    self.problem.vacuum, self.i_batch, timeout, authkey,
+                                    actor=True, workers=[w], pure=False))
         self._actor_futures = futures
         # the handles bind to the client current where they are unpickled: this run's client,
         # not the process's default one (another cluster's, in a session holding two)
         with c.as_current():
             self._actors = self._gather(futures)
-        self._wait_actor([a.set_peers(self._actors) for a in self._actors])
+        addresses = self._wait_actor([a.listen() for a in self._actors])
+        self._wait_actor([a.connect(addresses) for a in self._actors])
         self._slab = []  # nothing for the scheduled paths to hold
 
     def _drop_actors(self) -> None:
+        aborts = []
         for a in self._actors:
-            try:
-                a.abort()  # a step waiting on a lost peer gives up at once
+            try:  # a step waiting on a lost peer gives up at once; the links close
+                aborts.append(a.abort())
             except Exception:  # noqa: BLE001 - its worker may be gone already
+                pass
+        deadline = time.monotonic() + 5.0  # before the actors go (a lost worker's never answers)
+        for f in aborts:
+            try:
+                f.result(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - gone, or not answering: nothing left to do
                 pass
         if self._actor_futures:
             self.client.cancel(self._actor_futures, force=True)
