@@ -268,11 +268,11 @@ class _client:
             from .execution.cluster import short_logs
             short_logs()
             if self.scheduler_process:
-                self.client = Client(self._start_process())
+                self.client = Client(self._start_process(), direct_to_workers=True)
             else:
                 from .execution.cluster import make_local_cluster
                 self.cluster = make_local_cluster(self.n_workers)
-                self.client = Client(self.cluster)
+                self.client = Client(self.cluster, direct_to_workers=True)
         return self.client
 
     def _start_process(self) -> str:

@@ -209,7 +209,9 @@ def connect(client=None, cluster: str = "local", n_workers: int | None = None, t
     if cluster == "local":
         n = n_workers or os.cpu_count() or 1
         local = make_local_cluster(n, threads, memory_limit or "auto")
-        made = Client(local)
+        # its workers are on this machine: calls and results go to them without a hop
+        # through the scheduler (the direct exchange's actor calls included)
+        made = Client(local, direct_to_workers=True)
     elif cluster in JOBQUEUE_SYSTEMS:
         made, local = _connect_jobqueue(cluster, n_workers, threads, memory_limit,
                                         dict(jobqueue or {}), timeout)
