@@ -325,23 +325,29 @@ class _Multislice(torch.autograd.Function):
         waves, trans = saved[:lz], saved[lz:]
         mod = ctx.mod
         k, sign, kappa = mod.k1, mod.sign, mod.kappa
-        kernel_conj = kernel.conj().resolve_conj() if kernel is not None else None
+        # The adjoint runs on h = conj(g): then no product takes a conjugate (a product with
+        # a conjugate view copies it first: three copies of the wave per slice).  In h the
+        # steps read: propagation ifft2(fft2(g) conj(K)) -> fft2(ifft2(h) K); transmission
+        # g conj(t) -> h t; and conj(sum_modes g conj(psi_j)) = sum_modes h psi_j.
+        h = g.conj().resolve_conj()
         grad_obj = None
         if ctx.needs_input_grad[1]:
             grad_obj = torch.empty(ctx.obj_shape, dtype=g.real.dtype, device=g.device)
         for j in range(lz - 1, -1, -1):
             if j < lz - 1:
-                g = torch.fft.ifft2(torch.fft.fft2(g) * kernel_conj)
+                h = torch.fft.fft2(torch.fft.ifft2(h) * kernel)
             if grad_obj is not None:
-                gt = g * waves[j].conj()
-                gt = gt[:, 0] if gt.shape[1] == 1 else gt.sum(1)
+                ct = h * waves[j]  # conj of the transmission's gradient gt
+                ct = ct[:, 0] if ct.shape[1] == 1 else ct.sum(1)
                 out = grad_obj[j]
                 if mod.unknown_type == "real_imag":  # t = a + ib: (dL/da, dL/db) = (Re, Im) of gt
-                    out.copy_(torch.view_as_real(gt))
+                    r = torch.view_as_real(ct)
+                    out[..., 0].copy_(r[..., 0])
+                    torch.neg(r[..., 1], out=out[..., 1])
                 else:
                     # c = conj(gt) t; dL/da = sign k Im c, dL/db = -k Re c (b = kappa a:
                     # dL/da = sign k Im c - kappa k Re c, dL/db = 0)
-                    c = torch.view_as_real(gt.conj() * trans[j][:, 0])
+                    c = torch.view_as_real(ct * trans[j][:, 0])
                     if kappa is None:
                         torch.mul(c[..., 1], sign * k, out=out[..., 0])
                         torch.mul(c[..., 0], -k, out=out[..., 1])
@@ -350,9 +356,11 @@ class _Multislice(torch.autograd.Function):
                                   out=out[..., 0])
                         out[..., 1].zero_()
             if j > 0 or ctx.needs_input_grad[0]:
-                g = g * trans[j].conj()
+                h = h * trans[j]
         if not ctx.needs_input_grad[0]:
             g = None
-        elif g.shape != ctx.psi_shape:  # an incident wave broadcast over the tiles
-            g = g.sum_to_size(ctx.psi_shape)
+        else:
+            g = h.conj().resolve_conj()
+            if g.shape != ctx.psi_shape:  # an incident wave broadcast over the tiles
+                g = g.sum_to_size(ctx.psi_shape)
         return g, grad_obj, None, None, None
