@@ -12,7 +12,8 @@ import pytest
 
 from daskorym.execution import tasks
 from daskorym.execution.actors import PeerLost, SlabActor
-from daskorym.execution.links import LinkLost, Links, listen_host
+from daskorym.execution.links import LinkLost, Links, decode, encode, listen_host
+from daskorym.physics.region import Region
 
 KEY = b"k" * 32
 
@@ -51,6 +52,24 @@ def test_messages_arrive_whole_and_writable():
     finally:
         a.links.close()
         b.links.close()
+
+
+def test_encoding_round_trip_and_refusal():
+    share = {"entries": [(Region(3, -2, 4, 5), 0, 1, np.arange(6.0).reshape(2, 3)),
+                         (Region(0, 0, 0, 0), 0, 0, np.zeros((0, 4), np.complex64))]}
+    message = ("grad", (np.int64(7), 2), share)
+    header, arrays = encode(message)
+    got = decode(header, [bytearray(a) for a in arrays])
+    assert got[0] == "grad" and got[1] == (7, 2)
+    (r0, a, b, x0), (r1, _, _, x1) = got[2]["entries"]
+    assert (r0, a, b, r1) == (Region(3, -2, 4, 5), 0, 1, Region(0, 0, 0, 0))
+    np.testing.assert_array_equal(x0, np.arange(6.0).reshape(2, 3))
+    assert x1.shape == (0, 4) and x1.dtype == np.complex64
+    assert decode(*encode(None)) is None
+    for bad in (object(), {1: "not a string key"}, np.array([object()])):
+        with pytest.raises((TypeError, ValueError)):
+            header, arrays = encode(bad)
+            decode(header, [bytearray(a) for a in arrays])
 
 
 def test_both_owners_send_large_messages_at_once():

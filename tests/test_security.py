@@ -188,3 +188,17 @@ def test_no_pickle_or_eval_of_data_read_from_disk():
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{number}: np.load without "
                              f"allow_pickle=False: {line}")
     assert found == [], "\n".join(found)
+
+
+def test_direct_exchange_is_refused_over_tls(tls, small_2d, tmp_path):
+    """The direct exchange's own links are not encrypted: on a TLS cluster the run is
+    refused with the way out named, before any work."""
+    from daskorym.config import ConfigError
+    cluster, security, _ = tls
+    s = small_settings(small_2d, tmp_path / "direct", execution={"engine": "dask",
+                                                                 "exchange": "direct"})
+    with Client(cluster, security=security) as client:
+        with pytest.raises(ConfigError, match="not encrypted.*TLS.*exchange 'scheduler'"):
+            make_reconstruction(s, client=client)
+        assert not client.has_what() or not any(client.has_what().values())
+    assert not (tmp_path / "direct" / "object.zarr").exists()

@@ -9,20 +9,25 @@ each on a busy worker, and an acknowledgement back).
 
 Framing and authentication are :mod:`multiprocessing.connection`'s (a length-prefixed
 message; an HMAC challenge both ways with a key only the run's client and owners know).
-Arrays travel as pickle protocol 5 out-of-band buffers and are received into writable
-memory.
+A message is a JSON header describing it, then the raw bytes of each array, received into
+writable memory; only what the exchange sends can be described (arrays, regions, numbers,
+strings, lists, tuples, dicts with string keys, None): nothing received is unpickled.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import socket
 import struct
 import threading
 from multiprocessing.connection import (AuthenticationError, Connection, answer_challenge,
                                         deliver_challenge)
 from typing import Any, Callable
+
+import numpy as np
+
+from ..physics.region import Region
 
 
 class LinkLost(ConnectionError):
@@ -37,6 +42,57 @@ def listen_host(worker_address: str) -> str:
     if scheme not in ("tcp", "tls", "ucx", "ws", "wss"):
         return "127.0.0.1"
     return get_address_host(worker_address)
+
+
+def encode(obj: Any) -> tuple[bytes, list[memoryview]]:
+    """``obj`` as a JSON header and the arrays' raw bytes (see the module docstring)."""
+    arrays: list[memoryview] = []
+
+    def walk(x):
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        if isinstance(x, (np.integer, np.floating)):
+            return x.item()
+        if isinstance(x, np.ndarray):
+            a = np.ascontiguousarray(x)
+            arrays.append(memoryview(a.reshape(-1).view(np.uint8)))
+            return {"a": len(arrays) - 1, "dtype": a.dtype.str, "shape": list(a.shape)}
+        if isinstance(x, Region):
+            return {"r": [int(x.y0), int(x.x0), int(x.ny), int(x.nx)]}
+        if isinstance(x, tuple):
+            return {"t": [walk(v) for v in x]}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if isinstance(x, dict) and all(isinstance(k, str) for k in x):
+            return {"d": {k: walk(v) for k, v in x.items()}}
+        raise TypeError(f"cannot send a {type(x).__name__} over a slab owner's link")
+
+    header = json.dumps({"obj": walk(obj), "sizes": [m.nbytes for m in arrays]})
+    return header.encode(), arrays
+
+
+def decode(header: bytes, buffers: list) -> Any:
+    """The object :func:`encode` described, its arrays on ``buffers``."""
+    def walk(x):
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if not isinstance(x, dict):
+            return x
+        if "a" in x:
+            dtype = np.dtype(x["dtype"])
+            if dtype.hasobject:
+                raise ValueError("an array of Python objects on a slab owner's link")
+            return np.frombuffer(buffers[x["a"]], dtype).reshape(x["shape"])
+        if "r" in x:
+            return Region(*x["r"])
+        if "t" in x:
+            return tuple(walk(v) for v in x["t"])
+        return {k: walk(v) for k, v in x["d"].items()}
+    return walk(json.loads(header)["obj"])
+
+
+def _sizes(header: bytes) -> list[int]:
+    return [int(n) for n in json.loads(header)["sizes"]]
 
 
 class Links:
@@ -104,28 +160,26 @@ class Links:
             return
         try:
             while True:
-                meta, sizes = pickle.loads(conn.recv_bytes())
-                buffers = [bytearray(s) for s in sizes]
+                header = conn.recv_bytes()
+                buffers = [bytearray(n) for n in _sizes(header)]
                 for b in buffers:
                     conn.recv_bytes_into(b)
-                self._on_message(sender, pickle.loads(meta, buffers=buffers))
-        except (EOFError, OSError):
-            self._on_lost(sender)
+                self._on_message(sender, decode(header, buffers))
+        except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError):
+            self._on_lost(sender)  # gone, or sent what is not a message: the link ends
         finally:
             conn.close()
 
     # ------------------------------------------------------------------ messages
     def send(self, j: int, obj: Any) -> None:
         """Send ``obj`` to owner ``j`` (returns once it is on the socket)."""
-        buffers: list = []
-        meta = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-        raw = [b.raw() for b in buffers]
+        header, arrays = encode(obj)
         try:
             with self._send_lock:
                 conn = self._out[j]
-                conn.send_bytes(pickle.dumps((meta, [r.nbytes for r in raw])))
-                for r in raw:
-                    conn.send_bytes(r)
+                conn.send_bytes(header)
+                for a in arrays:
+                    conn.send_bytes(a)
         except (KeyError, OSError) as err:
             raise LinkLost(f"link {self.index} -> {j}: {err!r}") from err
 
