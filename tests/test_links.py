@@ -136,6 +136,18 @@ def test_close_ends_the_reader_threads():
     assert not left
 
 
+def test_an_unreachable_owner_is_named():
+    a = _Owner(0, 2)
+    spare = __import__("socket").create_server(("127.0.0.1", 0))
+    port = spare.getsockname()[1]
+    spare.close()  # a port nobody listens on
+    try:
+        with pytest.raises(LinkLost, match="cannot reach owner 1 at 127.0.0.1.*any port"):
+            a.links.connect([a.links.address, ("127.0.0.1", port)])
+    finally:
+        a.links.close()
+
+
 def test_listen_host():
     assert listen_host("tcp://10.1.2.3:4567") == "10.1.2.3"
     assert listen_host("inproc://10.1.2.3/123/4") == "127.0.0.1"

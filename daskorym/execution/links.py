@@ -110,8 +110,11 @@ class Links:
         self._on_message, self._on_lost = on_message, on_lost
         self._timeout = float(timeout)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._server = socket.create_server((host, 0), family=family)
-        self.address = self._server.getsockname()[:2]
+        try:
+            self._server = socket.create_server((host, 0), family=family)
+        except OSError:  # an address that is not this machine's own (NAT): every interface
+            self._server = socket.create_server(("", 0), family=family)
+        self.address = (host, self._server.getsockname()[1])
         self._out: dict[int, Connection] = {}
         self._send_lock = threading.Lock()
         self._conns: list[Connection] = []
@@ -125,15 +128,21 @@ class Links:
         for j, addr in enumerate(addresses):
             if j == self.index:
                 continue
-            sock = socket.create_connection(tuple(addr), timeout=self._timeout)
+            try:
+                sock = socket.create_connection(tuple(addr), timeout=self._timeout)
+            except OSError as err:
+                raise LinkLost(f"slab owner {self.index} cannot reach owner {j} at "
+                               f"{addr[0]}:{addr[1]} ({err}): the direct exchange needs the "
+                               f"workers to reach each other on any port (exchange "
+                               f"'scheduler' needs only Dask's)") from err
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(True)
             conn = Connection(sock.detach())
+            self._conns.append(conn)
             answer_challenge(conn, self._authkey)
             deliver_challenge(conn, self._authkey)
             conn.send_bytes(struct.pack("<i", self.index))
             self._out[j] = conn
-            self._conns.append(conn)
 
     def _accept(self) -> None:
         while not self._closed:
@@ -147,6 +156,7 @@ class Links:
     def _read(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Connection(sock.detach())
+        self._conns.append(conn)  # (so that close wakes a handshake that never ends)
         try:
             deliver_challenge(conn, self._authkey)
             answer_challenge(conn, self._authkey)
@@ -154,7 +164,6 @@ class Links:
         except (AuthenticationError, EOFError, OSError, struct.error):
             conn.close()  # not one of this run's owners
             return
-        self._conns.append(conn)
         if self._closed:
             conn.close()
             return
