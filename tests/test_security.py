@@ -190,15 +190,31 @@ def test_no_pickle_or_eval_of_data_read_from_disk():
     assert found == [], "\n".join(found)
 
 
-def test_direct_exchange_is_refused_over_tls(tls, small_2d, tmp_path):
-    """The direct exchange's own links are not encrypted: on a TLS cluster the run is
-    refused with the way out named, before any work."""
-    from daskorym.config import ConfigError
-    cluster, security, _ = tls
-    s = small_settings(small_2d, tmp_path / "direct", execution={"engine": "dask",
-                                                                 "exchange": "direct"})
-    with Client(cluster, security=security) as client:
-        with pytest.raises(ConfigError, match="not encrypted.*TLS.*exchange 'scheduler'"):
-            make_reconstruction(s, client=client)
-        assert not client.has_what() or not any(client.has_what().values())
-    assert not (tmp_path / "direct" / "object.zarr").exists()
+def test_direct_exchange_over_tls(tls, small_2d, tmp_path):
+    """On a TLS cluster the direct exchange's own links are TLS with the workers'
+    certificates (2 workers, so slabs and gradient rows do cross them): same object as the
+    local engine."""
+    _, security, _ = tls
+    cluster = make_local_cluster(2, security=security)
+    s = small_settings(small_2d, tmp_path / "direct", execution={
+        "engine": "dask", "exchange": "direct", "precision": "float64"},
+        optimization={"n_epochs": 2, "minibatch_size": 8}, output={"store_checkpoint": False})
+    try:
+        with Client(cluster, security=security) as client:
+            with make_reconstruction(s, client=client) as rec:
+                rec.run()
+                obj = rec.object.copy()
+                links = client.run(_link_kinds)
+    finally:
+        cluster.close()
+    assert len(links) == 2 and all(v == ["SSLSocket"] for v in links.values()), links
+    rel = _rel(obj, _local_object(small_2d, tmp_path / "local"))
+    print(f"direct exchange over TLS links {links}: object rel. diff to the local engine "
+          f"{rel:.2e}")
+    assert rel < 1e-5
+
+
+def _link_kinds(dask_worker=None):
+    """The kinds of the outgoing links of the slab owner on this worker."""
+    actor = next(iter(dask_worker.state.actors.values()))
+    return sorted({type(s).__name__ for s in actor._links._out.values()})

@@ -14,9 +14,9 @@ With ``execution.exchange = "direct"`` each worker holds one y-slab of the objec
 
 The client only waits for the loss shares (and the small gradients it applies itself), so a
 minibatch costs one client round trip and two direct exchanges instead of four scheduled
-hops.  The exchanges go over the owners' own authenticated TCP links (:mod:`.links`), sent
-from and received beside the step threads, not through the workers' event loops.  Messages
-are kept in an inbox keyed by ``(kind, tag, sender)``; a receiver waits for each expected
+hops.  The exchanges go over the owners' own authenticated TCP links (:mod:`.links`; TLS on
+a TLS cluster), sent from and received beside the step threads, not through the workers'
+event loops.  Messages are kept in an inbox keyed by ``(kind, tag, sender)``; a receiver waits for each expected
 message with a timeout, and gives up at once when the sender's link breaks or when told to
 (:meth:`SlabActor.abort`), so a lost peer never leaves a thread waiting for ever.
 """
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import tasks
-from .links import LinkLost, Links, listen_host
+from .links import LinkLost, Links, listen_host, tls_contexts
 
 
 class PeerLost(RuntimeError):
@@ -85,8 +85,11 @@ class SlabActor:
         """Open this owner's links' listening socket on its worker's interface; returns the
         address the other owners connect to."""
         from distributed import get_worker
-        self._links = Links(self.index, len(self.bounds), listen_host(get_worker().address),
-                            self._authkey, self._receive, self._link_lost, self.timeout)
+        worker = get_worker()
+        tls = tls_contexts(getattr(worker, "security", None)) \
+            if worker.address.split("://")[0] in ("tls", "wss") else None
+        self._links = Links(self.index, len(self.bounds), listen_host(worker.address),
+                            self._authkey, self._receive, self._link_lost, self.timeout, tls)
         return self._links.address
 
     def connect(self, addresses: list) -> None:

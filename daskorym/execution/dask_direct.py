@@ -53,12 +53,6 @@ class DirectDaskReconstruction(DaskReconstruction):
 
     def _scatter_object(self, value: np.ndarray, state: dict[str, np.ndarray],
                         grad: np.ndarray | None = None) -> None:
-        encrypted = [w for w in self.workers if w.split("://")[0] in ("tls", "wss")]
-        if encrypted:
-            raise ConfigError(f"execution.exchange = 'direct' sends between workers over links "
-                              f"that are authenticated but not encrypted, and this cluster's "
-                              f"workers talk over TLS ({encrypted[0]}); use exchange "
-                              f"'scheduler' (its data goes through Dask's encrypted comms)")
         if len(self.bounds) != len(self.workers):
             self._deal(self.workers)
         self._drop_actors()

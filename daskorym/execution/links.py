@@ -7,22 +7,25 @@ socket and arrives on the receiver's reader thread: neither worker's event loop 
 (through Dask's comms each one costs a hop through both loops, about a millisecond of CPU
 each on a busy worker, and an acknowledgement back).
 
-Framing and authentication are :mod:`multiprocessing.connection`'s (a length-prefixed
-message; an HMAC challenge both ways with a key only the run's client and owners know).
-A message is a JSON header describing it, then the raw bytes of each array, received into
-writable memory; only what the exchange sends can be described (arrays, regions, numbers,
-strings, lists, tuples, dicts with string keys, None): nothing received is unpickled.
+Every link starts with an HMAC-SHA256 challenge both ways on a key only the run's client
+and owners know; on a cluster whose workers talk TLS the links are TLS too, with the
+workers' own certificates (both sides verified, as Dask's comms do).  A message is a JSON
+header describing it, then the raw bytes of each array (each a length-prefixed frame),
+received into writable memory; only what the exchange sends can be described (arrays,
+regions, numbers, strings, lists, tuples, dicts with string keys, None): nothing received
+is unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import socket
+import ssl
 import struct
 import threading
-from multiprocessing.connection import (AuthenticationError, Connection, answer_challenge,
-                                        deliver_challenge)
 from typing import Any, Callable
 
 import numpy as np
@@ -32,6 +35,74 @@ from ..physics.region import Region
 
 class LinkLost(ConnectionError):
     """A link to another owner is closed or broken."""
+
+
+class _Refused(ConnectionError):
+    """The other end of a new link did not prove it holds the run's key."""
+
+
+_LEN = struct.Struct("<Q")
+
+
+def _send_frame(sock, data) -> None:
+    sock.sendall(_LEN.pack(memoryview(data).nbytes))
+    sock.sendall(data)
+
+
+def _recv_into(sock, buf) -> None:
+    view, got = memoryview(buf), 0
+    while got < len(view):
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise EOFError("link closed")
+        got += n
+
+
+def _recv_frame(sock, limit: int | None = None) -> bytearray:
+    head = bytearray(_LEN.size)
+    _recv_into(sock, head)
+    (n,) = _LEN.unpack(head)
+    if limit is not None and n > limit:
+        raise _Refused(f"a frame of {n} bytes where at most {limit} were expected")
+    buf = bytearray(n)
+    _recv_into(sock, buf)
+    return buf
+
+
+def _challenge(sock, key: bytes, first: bool) -> None:
+    """Each end proves to the other that it holds ``key`` (HMAC of the other's nonce)."""
+    def ask():
+        nonce = os.urandom(32)
+        _send_frame(sock, nonce)
+        got = bytes(_recv_frame(sock, 64))
+        if not hmac.compare_digest(got, hmac.new(key, nonce, hashlib.sha256).digest()):
+            raise _Refused("wrong key")
+
+    def answer():
+        nonce = bytes(_recv_frame(sock, 64))
+        _send_frame(sock, hmac.new(key, nonce, hashlib.sha256).digest())
+
+    for step in ((ask, answer) if first else (answer, ask)):
+        step()
+
+
+def _wake(sock) -> None:
+    """Shut a socket down under any thread blocked on it (a close alone does not wake it)."""
+    try:
+        with socket.socket(fileno=os.dup(sock.fileno())) as s:
+            s.shutdown(socket.SHUT_RDWR)
+    except (OSError, ValueError):
+        pass
+
+
+def tls_contexts(security) -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
+    """``(listening, connecting)`` TLS contexts of a Dask worker's ``security``, or None when
+    the worker does not use TLS."""
+    if security is None:
+        return None
+    listen = security.get_listen_args("worker").get("ssl_context")
+    connect = security.get_connection_args("worker").get("ssl_context")
+    return (listen, connect) if listen is not None and connect is not None else None
 
 
 def listen_host(worker_address: str) -> str:
@@ -99,25 +170,27 @@ class Links:
     """The links of owner ``index`` of ``n`` (see the module docstring).
 
     ``on_message(sender, obj)`` runs on a reader thread for each message received;
-    ``on_lost(sender)`` once when an incoming link from ``sender`` ends.
+    ``on_lost(sender)`` once when an incoming link from ``sender`` ends.  ``tls``: the
+    ``(listening, connecting)`` contexts of :func:`tls_contexts`, or None for plain TCP.
     """
 
     def __init__(self, index: int, n: int, host: str, authkey: bytes,
                  on_message: Callable[[int, Any], None], on_lost: Callable[[int], None],
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, tls: tuple | None = None):
         self.index, self.n = int(index), int(n)
         self._authkey = bytes(authkey)
         self._on_message, self._on_lost = on_message, on_lost
         self._timeout = float(timeout)
+        self._tls = tls
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             self._server = socket.create_server((host, 0), family=family)
         except OSError:  # an address that is not this machine's own (NAT): every interface
             self._server = socket.create_server(("", 0), family=family)
         self.address = (host, self._server.getsockname()[1])
-        self._out: dict[int, Connection] = {}
+        self._out: dict[int, socket.socket] = {}
         self._send_lock = threading.Lock()
-        self._conns: list[Connection] = []
+        self._socks: list[socket.socket] = []
         self._closed = False
         threading.Thread(target=self._accept, name=f"daskorym-links-{index}",
                          daemon=True).start()
@@ -136,13 +209,18 @@ class Links:
                                f"workers to reach each other on any port (exchange "
                                f"'scheduler' needs only Dask's)") from err
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setblocking(True)
-            conn = Connection(sock.detach())
-            self._conns.append(conn)
-            answer_challenge(conn, self._authkey)
-            deliver_challenge(conn, self._authkey)
-            conn.send_bytes(struct.pack("<i", self.index))
-            self._out[j] = conn
+            self._socks.append(sock)
+            try:
+                if self._tls is not None:
+                    sock = self._tls[1].wrap_socket(sock)
+                    self._socks.append(sock)
+                _challenge(sock, self._authkey, first=False)
+                sock.sendall(struct.pack("<i", self.index))
+            except (OSError, EOFError, _Refused) as err:
+                raise LinkLost(f"slab owner {self.index}: link to owner {j} at "
+                               f"{addr[0]}:{addr[1]} refused ({err})") from err
+            sock.settimeout(None)
+            self._out[j] = sock
 
     def _accept(self) -> None:
         while not self._closed:
@@ -155,29 +233,32 @@ class Links:
 
     def _read(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(sock.detach())
-        self._conns.append(conn)  # (so that close wakes a handshake that never ends)
+        self._socks.append(sock)  # (so that close wakes a handshake that never ends)
         try:
-            deliver_challenge(conn, self._authkey)
-            answer_challenge(conn, self._authkey)
-            sender = struct.unpack("<i", conn.recv_bytes(4))[0]
-        except (AuthenticationError, EOFError, OSError, struct.error):
-            conn.close()  # not one of this run's owners
+            sock.settimeout(self._timeout)
+            if self._tls is not None:
+                sock = self._tls[0].wrap_socket(sock, server_side=True)
+                self._socks.append(sock)
+            _challenge(sock, self._authkey, first=True)
+            head = bytearray(4)
+            _recv_into(sock, head)
+            (sender,) = struct.unpack("<i", head)
+            sock.settimeout(None)
+        except (OSError, EOFError, _Refused, ValueError):
+            sock.close()  # not one of this run's owners
             return
         if self._closed:
-            conn.close()
+            sock.close()
             return
         try:
             while True:
-                header = conn.recv_bytes()
-                buffers = [bytearray(n) for n in _sizes(header)]
-                for b in buffers:
-                    conn.recv_bytes_into(b)
+                header = _recv_frame(sock)
+                buffers = [_recv_frame(sock) for _ in _sizes(header)]
                 self._on_message(sender, decode(header, buffers))
         except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError):
             self._on_lost(sender)  # gone, or sent what is not a message: the link ends
         finally:
-            conn.close()
+            sock.close()
 
     # ------------------------------------------------------------------ messages
     def send(self, j: int, obj: Any) -> None:
@@ -185,27 +266,19 @@ class Links:
         header, arrays = encode(obj)
         try:
             with self._send_lock:
-                conn = self._out[j]
-                conn.send_bytes(header)
+                sock = self._out[j]
+                _send_frame(sock, header)
                 for a in arrays:
-                    conn.send_bytes(a)
+                    _send_frame(sock, a)
         except (KeyError, OSError) as err:
             raise LinkLost(f"link {self.index} -> {j}: {err!r}") from err
 
     def close(self) -> None:
         """Close every link and stop listening (the reader threads end)."""
         self._closed = True
-        try:  # a shutdown wakes the thread blocked in accept (a close alone does not)
-            self._server.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        _wake(self._server)  # the thread blocked in accept
         self._server.close()
-        for conn in list(self._conns):
-            try:  # wakes a reader blocked on the socket (a close alone does not); the
-                # reader closes its own end
-                with socket.socket(fileno=os.dup(conn.fileno())) as s:
-                    s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for conn in self._out.values():
-            conn.close()
+        for sock in list(self._socks):
+            _wake(sock)  # a reader closes its own end
+        for sock in self._out.values():
+            sock.close()
