@@ -45,8 +45,12 @@ _LEN = struct.Struct("<Q")
 
 
 def _send_frame(sock, data) -> None:
-    sock.sendall(_LEN.pack(memoryview(data).nbytes))
-    sock.sendall(data)
+    n = memoryview(data).nbytes
+    if n < 1 << 16:  # one write (with TCP_NODELAY each write may leave as its own packet)
+        sock.sendall(_LEN.pack(n) + bytes(data))
+    else:
+        sock.sendall(_LEN.pack(n))
+        sock.sendall(data)
 
 
 def _recv_into(sock, buf) -> None:
