@@ -291,11 +291,16 @@ class _WaveLoss(torch.autograd.Function):
         return psi * scale[:, None], None, None, None, None
 
 
+_CHUNK_BYTES = 2 << 20  # slices whose transmissions (and gradients) are computed in one call:
+# as many as fit in about this (a cache's worth), 1 to 16
+
+
 class _Multislice(torch.autograd.Function):
     """Dense multislice with its adjoint written out (see ``Backend.fused_multislice``).
 
-    The forward keeps, per slice, the wave arriving at it and its transmission; the
-    backward runs the slices in reverse: the adjoint of the propagation
+    The forward keeps, per slice, the wave arriving at it and its transmission (computed a
+    few slices at a time: fewer calls, see ``_CHUNK_BYTES``); the backward runs the slices
+    in reverse: the adjoint of the propagation
     ``ifft2(fft2(g) conj(kernel))``, the transmission's gradient ``sum_modes g conj(psi_j)``
     turned into (a, b) gradients written into one slice-major buffer, and ``g conj(t_j)``.
     Composed by autograd the same chain stores about four tensors per slice and gathers
@@ -305,16 +310,20 @@ class _Multislice(torch.autograd.Function):
     def forward(ctx, psi, obj, mod, be, kernel):
         lz = obj.shape[0]
         obj = obj.contiguous()
-        waves, trans = [], []
-        for j in range(lz):
-            t = mod.transmission(be, obj[j])[:, None]
-            waves.append(psi)
-            trans.append(t)
-            psi = psi * t
-            if j < lz - 1:
-                psi = torch.fft.ifft2(torch.fft.fft2(psi) * kernel)
-        ctx.save_for_backward(kernel, *waves, *trans)
-        ctx.lz, ctx.obj_shape, ctx.psi_shape = lz, obj.shape, waves[0].shape
+        waves, chunks = [], []
+        step = int(min(16, max(1, _CHUNK_BYTES // (obj[0, ..., 0].numel() * 8))))
+        for c0 in range(0, lz, step):
+            # the transmissions of a few slices at once (fewer, larger calls; the chunk
+            # stays in cache until the loop below has used it)
+            tc = mod.transmission(be, obj[c0:c0 + step])[:, :, None]
+            chunks.append(tc)
+            for jj, t in enumerate(tc):
+                waves.append(psi)
+                psi = psi * t
+                if c0 + jj < lz - 1:
+                    psi = torch.fft.ifft2(torch.fft.fft2(psi) * kernel)
+        ctx.save_for_backward(kernel, *waves, *chunks)
+        ctx.lz, ctx.obj_shape, ctx.psi_shape, ctx.step = lz, obj.shape, waves[0].shape, step
         ctx.mod = mod
         return psi
 
@@ -322,24 +331,38 @@ class _Multislice(torch.autograd.Function):
     def backward(ctx, g):
         kernel, *saved = ctx.saved_tensors
         lz = ctx.lz
-        waves, trans = saved[:lz], saved[lz:]
+        waves, chunks = saved[:lz], saved[lz:]
         mod = ctx.mod
         k, sign, kappa = mod.k1, mod.sign, mod.kappa
         # The adjoint runs on h = conj(g): then no product takes a conjugate (a product with
         # a conjugate view copies it first: three copies of the wave per slice).  In h the
         # steps read: propagation ifft2(fft2(g) conj(K)) -> fft2(ifft2(h) K); transmission
-        # g conj(t) -> h t; and conj(sum_modes g conj(psi_j)) = sum_modes h psi_j.
+        # g conj(t) -> h t; and conj(sum_modes g conj(psi_j)) = sum_modes h psi_j, kept per
+        # chunk of slices and turned into (a, b) gradients with one set of calls per chunk.
         h = g.conj().resolve_conj()
         grad_obj = None
         if ctx.needs_input_grad[1]:
             grad_obj = torch.empty(ctx.obj_shape, dtype=g.real.dtype, device=g.device)
-        for j in range(lz - 1, -1, -1):
-            if j < lz - 1:
-                h = torch.fft.fft2(torch.fft.ifft2(h) * kernel)
+        single = h.shape[1] == 1
+        for ci in range(len(chunks) - 1, -1, -1):
+            tc, c0 = chunks[ci], ci * ctx.step
+            ct = None
             if grad_obj is not None:
-                ct = h * waves[j]  # conj of the transmission's gradient gt
-                ct = ct[:, 0] if ct.shape[1] == 1 else ct.sum(1)
-                out = grad_obj[j]
+                ct = torch.empty((tc.shape[0],) + tuple(tc.shape[1:2] + tc.shape[3:]),
+                                 dtype=h.dtype, device=h.device)
+            for jj in range(tc.shape[0] - 1, -1, -1):
+                j = c0 + jj
+                if j < lz - 1:
+                    h = torch.fft.fft2(torch.fft.ifft2(h) * kernel)
+                if ct is not None:  # conj of the transmission's gradient gt
+                    if single:
+                        torch.mul(h[:, 0], waves[j][:, 0], out=ct[jj])
+                    else:
+                        torch.sum(h * waves[j], dim=1, out=ct[jj])
+                if j > 0 or ctx.needs_input_grad[0]:
+                    h = h * tc[jj]
+            if ct is not None:
+                out = grad_obj[c0:c0 + tc.shape[0]]
                 if mod.unknown_type == "real_imag":  # t = a + ib: (dL/da, dL/db) = (Re, Im) of gt
                     r = torch.view_as_real(ct)
                     out[..., 0].copy_(r[..., 0])
@@ -347,7 +370,7 @@ class _Multislice(torch.autograd.Function):
                 else:
                     # c = conj(gt) t; dL/da = sign k Im c, dL/db = -k Re c (b = kappa a:
                     # dL/da = sign k Im c - kappa k Re c, dL/db = 0)
-                    c = torch.view_as_real(ct * trans[j][:, 0])
+                    c = torch.view_as_real(ct * tc[:, :, 0])
                     if kappa is None:
                         torch.mul(c[..., 1], sign * k, out=out[..., 0])
                         torch.mul(c[..., 0], -k, out=out[..., 1])
@@ -355,8 +378,6 @@ class _Multislice(torch.autograd.Function):
                         torch.add(c[..., 1] * (sign * k), c[..., 0], alpha=-kappa * k,
                                   out=out[..., 0])
                         out[..., 1].zero_()
-            if j > 0 or ctx.needs_input_grad[0]:
-                h = h * trans[j]
         if not ctx.needs_input_grad[0]:
             g = None
         else:
