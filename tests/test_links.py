@@ -20,14 +20,14 @@ KEY = b"k" * 32
 class _Owner:
     """A :class:`Links` whose received messages and lost links land in queues."""
 
-    def __init__(self, index, n, key=KEY):
+    def __init__(self, index, key=KEY):
         self.got, self.lost = queue.Queue(), queue.Queue()
-        self.links = Links(index, n, "127.0.0.1", key,
+        self.links = Links(index, "127.0.0.1", key,
                            lambda s, m: self.got.put((s, m)), self.lost.put, timeout=10)
 
 
 def _pair():
-    a, b = _Owner(0, 2), _Owner(1, 2)
+    a, b = _Owner(0), _Owner(1)
     addresses = [a.links.address, b.links.address]
     a.links.connect(addresses)
     b.links.connect(addresses)
@@ -95,8 +95,8 @@ def test_both_owners_send_large_messages_at_once():
 
 
 def test_a_wrong_key_is_refused():
-    a = _Owner(0, 2)
-    intruder = _Owner(1, 2, key=b"x" * 32)
+    a = _Owner(0)
+    intruder = _Owner(1, key=b"x" * 32)
     try:
         with pytest.raises(LinkLost, match="refused"):
             intruder.links.connect([a.links.address, intruder.links.address])
@@ -136,7 +136,7 @@ def test_close_ends_the_reader_threads():
 
 
 def test_an_unreachable_owner_is_named():
-    a = _Owner(0, 2)
+    a = _Owner(0)
     spare = __import__("socket").create_server(("127.0.0.1", 0))
     port = spare.getsockname()[1]
     spare.close()  # a port nobody listens on
@@ -145,6 +145,11 @@ def test_an_unreachable_owner_is_named():
             a.links.connect([a.links.address, ("127.0.0.1", port)])
     finally:
         a.links.close()
+
+
+def test_an_empty_key_is_refused():
+    with pytest.raises(ValueError, match="need a key"):
+        Links(0, "127.0.0.1", b"", lambda s, m: None, lambda s: None)
 
 
 def test_listen_host():

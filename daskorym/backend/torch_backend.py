@@ -323,7 +323,7 @@ class _Multislice(torch.autograd.Function):
                 if c0 + jj < lz - 1:
                     psi = torch.fft.ifft2(torch.fft.fft2(psi) * kernel)
         ctx.save_for_backward(kernel, *waves, *chunks)
-        ctx.lz, ctx.obj_shape, ctx.psi_shape, ctx.step = lz, obj.shape, waves[0].shape, step
+        ctx.lz, ctx.obj_shape, ctx.psi_shape = lz, obj.shape, waves[0].shape
         ctx.mod = mod
         return psi
 
@@ -343,13 +343,10 @@ class _Multislice(torch.autograd.Function):
         grad_obj = None
         if ctx.needs_input_grad[1]:
             grad_obj = torch.empty(ctx.obj_shape, dtype=g.real.dtype, device=g.device)
-        single = h.shape[1] == 1
+        single, step = h.shape[1] == 1, chunks[0].shape[0]
         for ci in range(len(chunks) - 1, -1, -1):
-            tc, c0 = chunks[ci], ci * ctx.step
-            ct = None
-            if grad_obj is not None:
-                ct = torch.empty((tc.shape[0],) + tuple(tc.shape[1:2] + tc.shape[3:]),
-                                 dtype=h.dtype, device=h.device)
+            tc, c0 = chunks[ci], ci * step
+            ct = torch.empty_like(tc[:, :, 0]) if grad_obj is not None else None
             for jj in range(tc.shape[0] - 1, -1, -1):
                 j = c0 + jj
                 if j < lz - 1:

@@ -16,9 +16,10 @@ The client only waits for the loss shares (and the small gradients it applies it
 minibatch costs one client round trip and two direct exchanges instead of four scheduled
 hops.  The exchanges go over the owners' own authenticated TCP links (:mod:`.links`; TLS on
 a TLS cluster), sent from and received beside the step threads, not through the workers'
-event loops.  Messages are kept in an inbox keyed by ``(kind, tag, sender)``; a receiver waits for each expected
-message with a timeout, and gives up at once when the sender's link breaks or when told to
-(:meth:`SlabActor.abort`), so a lost peer never leaves a thread waiting for ever.
+event loops.  Messages are kept in an inbox keyed by ``(kind, tag, sender)``; a receiver
+waits for each expected message with a timeout, and gives up at once when the sender's link
+breaks or when told to (:meth:`SlabActor.abort`), so a lost peer never leaves a thread
+waiting for ever.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import tasks
-from .links import LinkLost, Links, listen_host, tls_contexts
+from .links import LinkLost, Links, worker_endpoint
 
 
 class PeerLost(RuntimeError):
@@ -85,11 +86,9 @@ class SlabActor:
         """Open this owner's links' listening socket on its worker's interface; returns the
         address the other owners connect to."""
         from distributed import get_worker
-        worker = get_worker()
-        tls = tls_contexts(getattr(worker, "security", None)) \
-            if worker.address.split("://")[0] in ("tls", "wss") else None
-        self._links = Links(self.index, len(self.bounds), listen_host(worker.address),
-                            self._authkey, self._receive, self._link_lost, self.timeout, tls)
+        host, tls = worker_endpoint(get_worker())
+        self._links = Links(self.index, host, self._authkey, self._receive, self._link_lost,
+                            self.timeout, tls)
         return self._links.address
 
     def connect(self, addresses: list) -> None:

@@ -119,6 +119,14 @@ def listen_host(worker_address: str) -> str:
     return get_address_host(worker_address)
 
 
+def worker_endpoint(worker) -> tuple[str, tuple | None]:
+    """``(host, tls)`` for a Dask worker's links: the interface to listen on
+    (:func:`listen_host`) and, when its comms are TLS, its :func:`tls_contexts`."""
+    encrypted = worker.address.split("://")[0] in ("tls", "wss")
+    tls = tls_contexts(getattr(worker, "security", None)) if encrypted else None
+    return listen_host(worker.address), tls
+
+
 def encode(obj: Any) -> tuple[bytes, list[memoryview]]:
     """``obj`` as a JSON header and the arrays' raw bytes (see the module docstring)."""
     arrays: list[memoryview] = []
@@ -148,6 +156,10 @@ def encode(obj: Any) -> tuple[bytes, list[memoryview]]:
 
 def decode(header: bytes, buffers: list) -> Any:
     """The object :func:`encode` described, its arrays on ``buffers``."""
+    return _build(json.loads(header)["obj"], buffers)
+
+
+def _build(desc: Any, buffers: list) -> Any:
     def walk(x):
         if isinstance(x, list):
             return [walk(v) for v in x]
@@ -163,25 +175,23 @@ def decode(header: bytes, buffers: list) -> Any:
         if "t" in x:
             return tuple(walk(v) for v in x["t"])
         return {k: walk(v) for k, v in x["d"].items()}
-    return walk(json.loads(header)["obj"])
-
-
-def _sizes(header: bytes) -> list[int]:
-    return [int(n) for n in json.loads(header)["sizes"]]
+    return walk(desc)
 
 
 class Links:
-    """The links of owner ``index`` of ``n`` (see the module docstring).
+    """The links of owner ``index`` (see the module docstring).
 
     ``on_message(sender, obj)`` runs on a reader thread for each message received;
     ``on_lost(sender)`` once when an incoming link from ``sender`` ends.  ``tls``: the
     ``(listening, connecting)`` contexts of :func:`tls_contexts`, or None for plain TCP.
     """
 
-    def __init__(self, index: int, n: int, host: str, authkey: bytes,
+    def __init__(self, index: int, host: str, authkey: bytes,
                  on_message: Callable[[int, Any], None], on_lost: Callable[[int], None],
                  timeout: float = 60.0, tls: tuple | None = None):
-        self.index, self.n = int(index), int(n)
+        if not authkey:
+            raise ValueError("slab owners' links need a key (an empty one proves nothing)")
+        self.index = int(index)
         self._authkey = bytes(authkey)
         self._on_message, self._on_lost = on_message, on_lost
         self._timeout = float(timeout)
@@ -256,9 +266,11 @@ class Links:
             return
         try:
             while True:
-                header = _recv_frame(sock)
-                buffers = [_recv_frame(sock) for _ in _sizes(header)]
-                self._on_message(sender, decode(header, buffers))
+                meta = json.loads(_recv_frame(sock))
+                buffers = [_recv_frame(sock, limit=int(n)) for n in meta["sizes"]]
+                if [len(b) for b in buffers] != meta["sizes"]:
+                    raise ValueError("array frames of other sizes than the header's")
+                self._on_message(sender, _build(meta["obj"], buffers))
         except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError):
             self._on_lost(sender)  # gone, or sent what is not a message: the link ends
         finally:
