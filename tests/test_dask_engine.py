@@ -82,9 +82,10 @@ def test_batches_in_flight_with_checkpoints_equal_local(small_3d, client, tmp_pa
 
 
 def test_direct_exchange_checkpoints_resume_and_small_parameters(small_3d, client, tmp_path):
-    """Slab owners as actors (``exchange = 'direct'``): two minibatches in flight, checkpoints
-    every 3 batches and a resume mid-run give the local engine's numbers; with the probe
-    refined too (small gradients applied on the client between minibatches) as well."""
+    """Slab owners as actors (``exchange = 'direct'``): several minibatches per call and
+    more in flight, checkpoints every 3 batches (a call sent before it is full) and a resume
+    mid-run give the local engine's numbers; with the probe refined too (small gradients
+    applied on the client between minibatches: one minibatch per call) as well."""
     common = dict(optimization={"n_epochs": 2, "minibatch_size": 8},
                   output={"n_batch_per_checkpoint": 3})
     ex = {"engine": "dask", "precision": "float64", "exchange": "direct"}
@@ -92,8 +93,12 @@ def test_direct_exchange_checkpoints_resume_and_small_parameters(small_3d, clien
                                         execution={"precision": "float64"}, **common))
     direct = small_settings(small_3d, tmp_path / "direct", execution=ex, **common)
     with make_reconstruction(direct, client=client) as rec:
-        assert type(rec).__name__ == "DirectDaskReconstruction" and rec.lookahead == 1
+        assert type(rec).__name__ == "DirectDaskReconstruction"
+        assert rec.steps_per_call > 1 and rec.lookahead == 2 * rec.steps_per_call
+        sizes, send = [], rec._send_steps
+        rec._send_steps = lambda: (sizes.append(len(rec._outbox)), send())
         rec.run(1)
+    assert sum(sizes) == len(loss_l) // 2 and max(sizes) > 1  # every batch, some together
     direct["output"]["resume"] = True
     obj_d, loss_d = _run(direct, client=client)
     assert np.linalg.norm(obj_d - obj_l) / np.linalg.norm(obj_l) < 1e-5

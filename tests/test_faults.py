@@ -39,9 +39,12 @@ def _kill_owner_during(rec, client, epoch: int, batch: int, killed: list) -> Non
     """SIGKILL the process of the first slab's owner when the run reaches ``(epoch, batch)``
     (after the previous batch's tasks were submitted, so some are in flight)."""
     run_batch = rec._run_batch
+    seen = []  # the minibatches handed to the engine in that epoch (some are still running)
 
     def hooked(spec):
-        if not killed and rec.epoch == epoch and rec.next_batch == batch:
+        if rec.epoch == epoch:
+            seen.append(spec)
+        if not killed and rec.epoch == epoch and len(seen) == batch + 1:
             owner = rec.owners[0]
             pid = client.run(os.getpid, workers=[owner])[owner]
             os.kill(pid, signal.SIGKILL)

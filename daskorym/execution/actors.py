@@ -1,8 +1,9 @@
 """Slab owners as Dask actors that exchange rotated slabs and gradient rows directly.
 
 With ``execution.exchange = "direct"`` each worker holds one y-slab of the object in a
-:class:`SlabActor`.  Per minibatch the client makes one call on every actor
-(:meth:`SlabActor.step`); the actors then talk to each other without the scheduler:
+:class:`SlabActor`.  The client hands every actor its share of each minibatch
+(:meth:`SlabActor.steps`: a few consecutive minibatches per call); the actors then talk to
+each other without the scheduler:
 
 1. when the angle or the object changed, each actor rotates its slab and sends it to the
    others (every gradient chunk spans several slabs in y);
@@ -13,10 +14,10 @@ With ``execution.exchange = "direct"`` each worker holds one y-slab of the objec
    optimizer step on its slab (:func:`~.tasks.update_slab`).
 
 The client only waits for the loss shares (and the small gradients it applies itself), so a
-minibatch costs one client round trip and two direct exchanges instead of four scheduled
-hops.  The exchanges go over the owners' own authenticated TCP links (:mod:`.links`; TLS on
-a TLS cluster), sent from and received beside the step threads, not through the workers'
-event loops.  Messages are kept in an inbox keyed by ``(kind, tag, sender)``; a receiver
+minibatch costs a share of one client round trip and two direct exchanges instead of four
+scheduled hops.  The exchanges go over the owners' own authenticated TCP links
+(:mod:`.links`; TLS on a TLS cluster), sent from and received beside the step threads, not
+through the workers' event loops.  Messages are kept in an inbox keyed by ``(kind, tag, sender)``; a receiver
 waits for each expected message with a timeout, and gives up at once when the sender's link
 breaks or when told to (:meth:`SlabActor.abort`), so a lost peer never leaves a thread
 waiting for ever.
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -78,8 +78,11 @@ class SlabActor:
         self._rot_key: tuple | None = None
         self._rotated: list[np.ndarray | None] = [None] * len(self.bounds)
         self._next = int(next_batch)
-        self._turn: asyncio.Condition | None = None  # made on the event loop
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="daskorym-slab")
+        # steps waiting for their turn: batch number -> (arguments, event loop, future)
+        self._queued: dict[int, tuple] = {}
+        self._thread = threading.Thread(target=self._run_steps, daemon=True,
+                                        name=f"daskorym-slab-{self.index}")
+        self._thread.start()
 
     # ------------------------------------------------------------------ messages
     def listen(self) -> tuple:
@@ -108,20 +111,13 @@ class SlabActor:
             self._cond.notify_all()
 
     async def abort(self) -> None:
-        """Make any waiting or later step fail at once (the run is being recovered)."""
+        """Make any waiting or later step fail at once (the run is being recovered); the
+        step thread and the links end."""
         with self._cond:
             self._aborted = True
             self._cond.notify_all()
         if self._links is not None:
             self._links.close()
-        async with self._turn_cond():
-            self._turn_cond().notify_all()
-        self._pool.shutdown(wait=False)
-
-    def _turn_cond(self) -> asyncio.Condition:
-        if self._turn is None:
-            self._turn = asyncio.Condition()
-        return self._turn
 
     def _take(self, kind: str, tag: tuple, sender: int) -> Any:
         key = (kind, tuple(tag), int(sender))
@@ -158,23 +154,46 @@ class SlabActor:
                          for j in range(len(self.bounds))]
         self._rot_key = key
 
-    async def step(self, key: tuple, theta: float, work: tuple | None, update: tuple | None
-                   ) -> tuple[float, dict[str, np.ndarray]]:
-        """One minibatch on this slab's owner, after the ones numbered before it (see
-        :meth:`_step`)."""
-        i_batch = int(key[0])
-        turn = self._turn_cond()
-        async with turn:
-            await turn.wait_for(lambda: self._next == i_batch or self._aborted)
-        if self._aborted:
-            raise PeerLost(f"slab {self.index}: aborted")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._step, key, theta, work, update)
-        finally:
-            async with turn:
-                self._next = i_batch + 1
-                turn.notify_all()
+    async def steps(self, items: list[tuple]) -> list[tuple[float, dict[str, np.ndarray]]]:
+        """Consecutive minibatches on this slab's owner, each after the ones numbered
+        before it: ``items`` are ``(key, theta, work, update)`` of :meth:`_step`; returns
+        their results in order.
+
+        The steps are queued for the actor's step thread, which runs the queued steps in
+        order of their numbers and goes on to the next as soon as one is done (the client
+        sends the next call before this one's results are back), without a round through
+        the worker's event loop in between."""
+        loop = asyncio.get_running_loop()
+        done = [loop.create_future() for _ in items]
+        with self._cond:
+            if self._aborted:
+                raise PeerLost(f"slab {self.index}: aborted")
+            for args, fut in zip(items, done):
+                self._queued[int(args[0][0])] = (tuple(args), loop, fut)
+            self._cond.notify_all()
+        return [await fut for fut in done]
+
+    def _run_steps(self) -> None:
+        """The step thread: the queued steps in order, until aborted (then every queued
+        step fails with :class:`PeerLost`)."""
+        while True:
+            with self._cond:
+                while self._next not in self._queued and not self._aborted:
+                    self._cond.wait()
+                if self._aborted:
+                    left, self._queued = list(self._queued.values()), {}
+                    for _, loop, done in left:
+                        _settle(loop, done, error=PeerLost(f"slab {self.index}: aborted"))
+                    return
+                args, loop, done = self._queued.pop(self._next)
+            try:
+                result = self._step(*args)
+            except BaseException as err:  # noqa: BLE001 - the caller's future carries it
+                _settle(loop, done, error=err)
+            else:
+                _settle(loop, done, result=result)
+            with self._cond:
+                self._next += 1
 
     def _step(self, key: tuple, theta: float, work: tuple | None, update: tuple | None
               ) -> tuple[float, dict[str, np.ndarray]]:
@@ -221,3 +240,19 @@ class SlabActor:
     # ------------------------------------------------------------------ state
     def get_record(self) -> tasks.SlabRecord:
         return self.record
+
+
+def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future, *, result: Any = None,
+            error: BaseException | None = None) -> None:
+    """Complete an event loop's ``future`` from another thread (unless it was cancelled, or
+    its loop has closed: its caller is gone)."""
+    def put() -> None:
+        if not future.done():
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+    try:
+        loop.call_soon_threadsafe(put)
+    except RuntimeError:  # the loop has closed
+        pass
