@@ -220,11 +220,11 @@ class SlabActor:
                                          measured, loss_fn, mask)
             loss, small = tasks.small_grads(result)
             if "obj" in job.wrt:
-                y0 = self.bounds[self.index][0]
-                tasks.add_object_grad(self.record.grad, y0, result)
                 shares = {j: tasks.slab_share(result, *self.bounds[j]) for j in self._others}
         for j in self._others:
             self._send(j, "grad", (i_batch,), shares[j])
+        if work is not None and "obj" in work[0].wrt:  # (while the others' shares come)
+            tasks.add_object_grad(self.record.grad, self.bounds[self.index][0], result)
         for j in self._others:
             share = self._take("grad", (i_batch,), j)
             if share is not None:
