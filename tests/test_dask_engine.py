@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from distributed import Client
@@ -81,6 +84,10 @@ def test_batches_in_flight_with_checkpoints_equal_local(small_3d, client, tmp_pa
     assert len(csv) - 1 == len(loss_l)
 
 
+def _step_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("daskorym-slab")]
+
+
 def test_direct_exchange_checkpoints_resume_and_small_parameters(small_3d, client, tmp_path):
     """Slab owners as actors (``exchange = 'direct'``): several minibatches per call and
     more in flight, checkpoints every 3 batches (a call sent before it is full) and a resume
@@ -98,6 +105,11 @@ def test_direct_exchange_checkpoints_resume_and_small_parameters(small_3d, clien
         sizes, send = [], rec._send_steps
         rec._send_steps = lambda: (sizes.append(len(rec._outbox)), send())
         rec.run(1)
+        # an idle owner keeps no step thread (its thread ends when no step is queued)
+        deadline = time.monotonic() + 5
+        while any(client.run(_step_threads).values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(client.run(_step_threads).values())
     assert sum(sizes) == len(loss_l) // 2 and max(sizes) > 1  # every batch, some together
     direct["output"]["resume"] = True
     obj_d, loss_d = _run(direct, client=client)
@@ -245,3 +257,49 @@ def test_tile_groups_are_bands_of_rows():
     assert [g.tolist() for g in tile_groups(tiles, 2, rows)] == [[11, 13, 16, 15], [14, 12, 10]]
     assert [g.tolist() for g in tile_groups(tiles, 1, rows)] == [tiles.tolist()]
     assert len(tile_groups(tiles[:2], 3)) == 2
+
+
+def test_slab_actor_runs_steps_in_order_and_keeps_no_idle_thread():
+    """The owner's step queue (no cluster): steps run in the order of their numbers whatever
+    the order the calls come in, several per call; the step thread ends when the next step
+    has not come; an abort fails the steps still queued."""
+    import asyncio
+
+    from daskorym.execution import tasks
+    from daskorym.execution.actors import PeerLost, SlabActor
+
+    slab = np.zeros((4, 4, 1, 2))
+    actor = SlabActor(0, [(0, 4)], tasks.SlabRecord(slab, {}, slab.copy()), None, (1.0, 0.0),
+                      next_batch=5, timeout=5.0, authkey=b"k" * 32)
+    ran = []
+
+    def step(key, theta, work, update):
+        ran.append(key[0])
+        return float(key[0]), {}
+    actor._step = step
+
+    def item(i):
+        return ((i, 0, 0), 0.0, None, None)
+
+    async def main():
+        later = asyncio.ensure_future(actor.steps([item(7), item(8)]))  # before 5 and 6
+        await asyncio.sleep(0.05)
+        assert not later.done() and ran == []
+        first = await asyncio.wait_for(actor.steps([item(5), item(6)]), 5)
+        assert first == [(5.0, {}), (6.0, {})]
+        assert await asyncio.wait_for(later, 5) == [(7.0, {}), (8.0, {})]
+        assert ran == [5, 6, 7, 8]
+        for _ in range(100):  # the thread ends once no step is queued
+            if not _step_threads():
+                break
+            await asyncio.sleep(0.01)
+        assert not _step_threads()
+        stuck = asyncio.ensure_future(actor.steps([item(10)]))  # 9 never comes
+        await asyncio.sleep(0.05)
+        await actor.abort()
+        with pytest.raises(PeerLost):
+            await asyncio.wait_for(stuck, 5)
+        with pytest.raises(PeerLost):
+            await actor.steps([item(9)])
+
+    asyncio.run(main())

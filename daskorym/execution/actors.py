@@ -80,9 +80,7 @@ class SlabActor:
         self._next = int(next_batch)
         # steps waiting for their turn: batch number -> (arguments, event loop, future)
         self._queued: dict[int, tuple] = {}
-        self._thread = threading.Thread(target=self._run_steps, daemon=True,
-                                        name=f"daskorym-slab-{self.index}")
-        self._thread.start()
+        self._running = False  # whether a step thread is running (one at a time)
 
     # ------------------------------------------------------------------ messages
     def listen(self) -> tuple:
@@ -116,6 +114,8 @@ class SlabActor:
         with self._cond:
             self._aborted = True
             self._cond.notify_all()
+            if not self._running:  # (else the step thread fails them when it stops)
+                self._fail_queued()
         if self._links is not None:
             self._links.close()
 
@@ -159,10 +159,11 @@ class SlabActor:
         before it: ``items`` are ``(key, theta, work, update)`` of :meth:`_step`; returns
         their results in order.
 
-        The steps are queued for the actor's step thread, which runs the queued steps in
-        order of their numbers and goes on to the next as soon as one is done (the client
-        sends the next call before this one's results are back), without a round through
-        the worker's event loop in between."""
+        The steps are queued for a step thread, which runs the queued steps in order of
+        their numbers and goes on to the next as soon as one is done (the client sends the
+        next call before this one's results are back), without a round through the
+        worker's event loop in between; it ends when the next step has not come yet (the
+        next call starts another), so an idle actor holds no thread."""
         loop = asyncio.get_running_loop()
         done = [loop.create_future() for _ in items]
         with self._cond:
@@ -170,20 +171,21 @@ class SlabActor:
                 raise PeerLost(f"slab {self.index}: aborted")
             for args, fut in zip(items, done):
                 self._queued[int(args[0][0])] = (tuple(args), loop, fut)
-            self._cond.notify_all()
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run_steps, daemon=True,
+                                 name=f"daskorym-slab-{self.index}").start()
         return [await fut for fut in done]
 
     def _run_steps(self) -> None:
-        """The step thread: the queued steps in order, until aborted (then every queued
-        step fails with :class:`PeerLost`)."""
+        """The step thread: the queued steps in order while the next one is there; on an
+        abort every queued step fails with :class:`PeerLost`."""
         while True:
             with self._cond:
-                while self._next not in self._queued and not self._aborted:
-                    self._cond.wait()
-                if self._aborted:
-                    left, self._queued = list(self._queued.values()), {}
-                    for _, loop, done in left:
-                        _settle(loop, done, error=PeerLost(f"slab {self.index}: aborted"))
+                if self._aborted or self._next not in self._queued:
+                    if self._aborted:
+                        self._fail_queued()
+                    self._running = False
                     return
                 args, loop, done = self._queued.pop(self._next)
             try:
@@ -194,6 +196,12 @@ class SlabActor:
                 _settle(loop, done, result=result)
             with self._cond:
                 self._next += 1
+
+    def _fail_queued(self) -> None:
+        """(Holding ``_cond``.)  Every queued step fails: the run is being recovered."""
+        left, self._queued = list(self._queued.values()), {}
+        for _, loop, done in left:
+            _settle(loop, done, error=PeerLost(f"slab {self.index}: aborted"))
 
     def _step(self, key: tuple, theta: float, work: tuple | None, update: tuple | None
               ) -> tuple[float, dict[str, np.ndarray]]:
