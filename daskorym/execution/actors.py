@@ -17,10 +17,10 @@ The client only waits for the loss shares (and the small gradients it applies it
 minibatch costs a share of one client round trip and two direct exchanges instead of four
 scheduled hops.  The exchanges go over the owners' own authenticated TCP links
 (:mod:`.links`; TLS on a TLS cluster), sent from and received beside the step threads, not
-through the workers' event loops.  Messages are kept in an inbox keyed by ``(kind, tag, sender)``; a receiver
-waits for each expected message with a timeout, and gives up at once when the sender's link
-breaks or when told to (:meth:`SlabActor.abort`), so a lost peer never leaves a thread
-waiting for ever.
+through the workers' event loops.  Messages are kept in an inbox keyed by
+``(kind, tag, sender)``; a receiver waits for each expected message with a timeout, and
+gives up at once when the sender's link breaks or when told to (:meth:`SlabActor.abort`),
+so a lost peer never leaves a thread waiting for ever.
 """
 
 from __future__ import annotations
@@ -175,7 +175,8 @@ class SlabActor:
                 self._running = True
                 threading.Thread(target=self._run_steps, daemon=True,
                                  name=f"daskorym-slab-{self.index}").start()
-        return [await fut for fut in done]
+        # (gather: when one fails, the others' errors count as seen, not logged as lost)
+        return list(await asyncio.gather(*done))
 
     def _run_steps(self) -> None:
         """The step thread: the queued steps in order while the next one is there; on an
