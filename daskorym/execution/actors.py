@@ -114,8 +114,10 @@ class SlabActor:
         with self._cond:
             self._aborted = True
             self._cond.notify_all()
-            if not self._running:  # (else the step thread fails them when it stops)
-                self._fail_queued()
+            # the steps not started fail now (the step thread, if any, stops after its step)
+            left, self._queued = list(self._queued.values()), {}
+        for _, loop, done in left:
+            _settle(loop, done, error=PeerLost(f"slab {self.index}: aborted"))
         if self._links is not None:
             self._links.close()
 
@@ -179,13 +181,11 @@ class SlabActor:
         return list(await asyncio.gather(*done))
 
     def _run_steps(self) -> None:
-        """The step thread: the queued steps in order while the next one is there; on an
-        abort every queued step fails with :class:`PeerLost`."""
+        """The step thread: the queued steps in order while the next one is there (until
+        an abort, which fails the rest)."""
         while True:
             with self._cond:
                 if self._aborted or self._next not in self._queued:
-                    if self._aborted:
-                        self._fail_queued()
                     self._running = False
                     return
                 args, loop, done = self._queued.pop(self._next)
@@ -197,12 +197,6 @@ class SlabActor:
                 _settle(loop, done, result=result)
             with self._cond:
                 self._next += 1
-
-    def _fail_queued(self) -> None:
-        """(Holding ``_cond``.)  Every queued step fails: the run is being recovered."""
-        left, self._queued = list(self._queued.values()), {}
-        for _, loop, done in left:
-            _settle(loop, done, error=PeerLost(f"slab {self.index}: aborted"))
 
     def _step(self, key: tuple, theta: float, work: tuple | None, update: tuple | None
               ) -> tuple[float, dict[str, np.ndarray]]:
@@ -218,7 +212,7 @@ class SlabActor:
         """
         i_batch, rot_key = key[0], tuple(key[1:])
         self._ensure_rotated(rot_key, theta)
-        loss, small = 0.0, {}
+        loss, small, own = 0.0, {}, None  # own: this worker's tiles' object gradient
         shares: dict[int, Any] = {j: None for j in self._others}
         if work is not None:
             job, batch, small_in, measured, loss_fn, mask = work
@@ -229,15 +223,17 @@ class SlabActor:
                                          measured, loss_fn, mask)
             loss, small = tasks.small_grads(result)
             if "obj" in job.wrt:
+                own = result
                 shares = {j: tasks.slab_share(result, *self.bounds[j]) for j in self._others}
         for j in self._others:
             self._send(j, "grad", (i_batch,), shares[j])
-        if work is not None and "obj" in work[0].wrt:  # (while the others' shares come)
-            tasks.add_object_grad(self.record.grad, self.bounds[self.index][0], result)
+        y0 = self.bounds[self.index][0]
+        if own is not None:  # (added while the others' shares come)
+            tasks.add_object_grad(self.record.grad, y0, own)
         for j in self._others:
             share = self._take("grad", (i_batch,), j)
             if share is not None:
-                tasks.add_object_grad(self.record.grad, self.bounds[self.index][0], share)
+                tasks.add_object_grad(self.record.grad, y0, share)
         if update is not None:
             cfg, i_update, cons = update
             self.record = tasks.SlabRecord(*tasks.update_slab(

@@ -60,9 +60,10 @@ def make_local_cluster(n_workers: int, threads: int = 1, memory_limit="auto", **
     from distributed import LocalCluster
 
     short_logs()
-    tick = {}
-    if dask.config.get("distributed.admin.tick.interval") in ("20ms", "20 ms"):  # Dask's default
-        tick = {"distributed.admin.tick.interval": LOCAL_TICK}
+    key, tick = "distributed.admin.tick.interval", {}
+    if dask.config.get(key) == dask.config.get(key, config=dask.config.merge(
+            *dask.config.defaults)):  # not set by the user
+        tick = {key: LOCAL_TICK}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(threads),
                           **WORKER_CONFIG, **tick}):
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
