@@ -179,6 +179,10 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
                               "store_checkpoint": False, "preview_every_epochs": 10 ** 6,
                               "preview_every_minutes": 10 ** 6}
         times, comm_times, cpu_times = [], [], []
+        gpu = device != "cpu" and engine != "dask"  # the GPU memory of this process
+        if gpu:
+            import torch
+            torch.cuda.reset_peak_memory_stats(device)
         with _client(engine, n_workers) as client:
             kw = {"client": client} if client is not None else {}
             with make_reconstruction(settings, **kw) as rec, PeakRSS() as mem:
@@ -199,6 +203,7 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
                 peak_mb = max(client.run(PeakRSS.rss).values()) / 2 ** 20
             else:
                 peak_mb = mem.peak_mb
+        gpu_peak_mb = torch.cuda.max_memory_allocated(device) / 2 ** 20 if gpu else None
     steady = times[1:] or times
     # CPU seconds of this process: the epoch's work for the local and MPI engines (for the
     # Dask engine it runs in the workers: None)
@@ -219,6 +224,7 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
             "s_per_epoch": statistics.median(steady), "first_epoch_s": times[0],
             "cpu_s_per_epoch": cpu, "fft_floor_s": floor_s, "ffts_per_epoch": n_ffts,
             "cpu_over_floor": None if cpu is None else cpu / floor_s,
+            "wall_over_floor": statistics.median(steady) / floor_s, "gpu_peak_mb": gpu_peak_mb,
             "comm_share": comm_share if engine == "mpi" else None,
             "peak_rss_mb": peak_mb, "final_loss": final_loss}
 

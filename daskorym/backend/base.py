@@ -150,14 +150,18 @@ class Backend(ABC):
         default composes differentiable pieces."""
         return loss(self, self.sum(self.abs2(psi), axis=1), measured, mask)
 
-    def fused_multislice(self, psi: Array, obj: Array, mod, kernel: Array | None):
+    def fused_multislice(self, psi: Array, obj: Array, mod, kernel: Array | None,
+                         patches: tuple | None = None):
         """Dense multislice (one slice per step) as one operation with a hand-written
         adjoint, or ``NotImplemented`` (the default): the caller then composes it.
 
         ``psi`` complex ``[n, m, ny, nx]``, ``obj`` real slice-major ``[Lz, n, ny, nx, 2]``
         (:meth:`gather_slices`); slice ``j`` transmits ``mod.transmission(obj[j])`` (``mod``
         a :class:`daskorym.physics.Modulation`; a kappa being refined is an array, which a
-        backend may decline); ``ifft2(fft2(.) * kernel)`` between slices.
+        backend may decline); ``ifft2(fft2(.) * kernel)`` between slices.  With ``patches
+        = (iy, ix, shape)`` ``obj`` is instead the chunk ``[H, W, Lz, 2]`` the tiles are
+        patches of (:meth:`gather_slices`'s arguments), so that a backend can compute each
+        voxel's transmission once rather than once per tile over it.
         """
         return NotImplemented
 

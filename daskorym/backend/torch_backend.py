@@ -118,11 +118,19 @@ class TorchBackend(Backend):
             return super().wave_loss(psi, measured, mask, loss)  # no adjoint to fuse
         return _WaveLoss.apply(psi, measured, mask, loss, self)
 
-    def fused_multislice(self, psi, obj, mod, kernel):
+    def fused_multislice(self, psi, obj, mod, kernel, patches=None):
         if (kernel is not None and kernel.requires_grad) or \
                 isinstance(mod.kappa, torch.Tensor):
             return NotImplemented  # refined (lg_kappa) or differentiable: composed instead
-        return _Multislice.apply(psi, obj, mod, self, kernel)
+        if patches is None:
+            return _Multislice.apply(psi, obj, None, None, mod, self, kernel)
+        iy, ix, shape = patches
+        obj = self.asarray(obj)
+        index = self._patch_index(obj.shape, iy, ix, shape)
+        # the chunk slice-major once (a copy of the chunk, not of the larger patches)
+        major = obj.permute(2, 0, 1, 3)
+        return _Multislice.apply(psi, major, index, (len(np.reshape(iy, -1)),) + tuple(shape),
+                                 mod, self, kernel)
 
     def sum(self, x, axis=None):
         return torch.sum(x) if axis is None else torch.sum(x, dim=axis)
@@ -298,7 +306,15 @@ _CHUNK_BYTES = 2 << 20  # slices whose transmissions (and gradients) are compute
 class _Multislice(torch.autograd.Function):
     """Dense multislice with its adjoint written out (see ``Backend.fused_multislice``).
 
-    The forward keeps, per slice, the wave arriving at it and its transmission (computed a
+    ``obj`` is slice-major: the tiles' own voxels ``[Lz, n, ny, nx, 2]`` (``index`` None), or
+    the chunk under them ``[Lz, H, W, 2]`` with ``index`` the flat chunk pixel of each tile
+    pixel (``[n * ny * nx]``, :meth:`TorchBackend._patch_index`) and ``tiles`` ``(n, ny,
+    nx)``. With a chunk, each transmission is computed once per chunk voxel and gathered
+    under the tiles (the tiles overlap: the 3D bench case's 25 tiles hold each voxel of
+    their chunk about 7 times), and the backward sums the tiles' gradients per chunk voxel
+    before turning them into (a, b) gradients.
+
+    The forward keeps, per slice, the wave arriving at it and its transmission (taken a
     few slices at a time: fewer calls, see ``_CHUNK_BYTES``); the backward runs the slices
     in reverse: the adjoint of the propagation
     ``ifft2(fft2(g) conj(kernel))``, the transmission's gradient ``sum_modes g conj(psi_j)``
@@ -307,42 +323,54 @@ class _Multislice(torch.autograd.Function):
     the slices' gradients with a ``stack``."""
 
     @staticmethod
-    def forward(ctx, psi, obj, mod, be, kernel):
+    def forward(ctx, psi, obj, index, tiles, mod, be, kernel):
         lz = obj.shape[0]
         obj = obj.contiguous()
+        rows = obj[0, ..., 0].numel()
+        if index is not None:  # the chunk's transmissions, once per voxel
+            source = mod.transmission(be, obj).reshape(lz, rows)
+            rows = int(index.numel())
         waves, chunks = [], []
-        step = int(min(16, max(1, _CHUNK_BYTES // (obj[0, ..., 0].numel() * 8))))
+        step = int(min(16, max(1, _CHUNK_BYTES // (rows * 8))))
         for c0 in range(0, lz, step):
             # the transmissions of a few slices at once (fewer, larger calls; the chunk
             # stays in cache until the loop below has used it)
-            tc = mod.transmission(be, obj[c0:c0 + step])[:, :, None]
+            if index is None:
+                tc = mod.transmission(be, obj[c0:c0 + step])[:, :, None]
+            else:
+                part = source[c0:c0 + step]
+                tc = torch.gather(part, 1, index[None].expand(part.shape[0], -1))
+                tc = tc.reshape((part.shape[0], tiles[0], 1) + tuple(tiles[1:]))
             chunks.append(tc)
             for jj, t in enumerate(tc):
                 waves.append(psi)
                 psi = psi * t
                 if c0 + jj < lz - 1:
                     psi = torch.fft.ifft2(torch.fft.fft2(psi) * kernel)
-        ctx.save_for_backward(kernel, *waves, *chunks)
+        ctx.save_for_backward(kernel, index, source if index is not None else None,
+                              *waves, *chunks)
         ctx.lz, ctx.obj_shape, ctx.psi_shape = lz, obj.shape, waves[0].shape
         ctx.mod = mod
         return psi
 
     @staticmethod
     def backward(ctx, g):
-        kernel, *saved = ctx.saved_tensors
+        kernel, index, source, *saved = ctx.saved_tensors
         lz = ctx.lz
         waves, chunks = saved[:lz], saved[lz:]
         mod = ctx.mod
         k, sign, kappa = mod.k1, mod.sign, mod.kappa
         # The adjoint runs on h = conj(g): then no product takes a conjugate (a product with
         # a conjugate view copies it first: three copies of the wave per slice).  In h the
-        # steps read: propagation ifft2(fft2(g) conj(K)) -> fft2(ifft2(h) K); transmission
-        # g conj(t) -> h t; and conj(sum_modes g conj(psi_j)) = sum_modes h psi_j, kept per
-        # chunk of slices and turned into (a, b) gradients with one set of calls per chunk.
+        # steps read: propagation ifft2(fft2(g) K*) -> fft2(ifft2(h) K); transmission
+        # g t* -> h t; and conj(sum_modes g psi_j*) = sum_modes h psi_j, kept per
+        # chunk of slices (summed per chunk voxel when the tiles come from a chunk) and
+        # turned into (a, b) gradients with one set of calls per chunk of slices.
         h = g.conj().resolve_conj()
         grad_obj = None
         if ctx.needs_input_grad[1]:
             grad_obj = torch.empty(ctx.obj_shape, dtype=g.real.dtype, device=g.device)
+            flat_grad = grad_obj.reshape(lz, -1, 2)
         single, step = h.shape[1] == 1, chunks[0].shape[0]
         for ci in range(len(chunks) - 1, -1, -1):
             tc, c0 = chunks[ci], ci * step
@@ -358,27 +386,35 @@ class _Multislice(torch.autograd.Function):
                         torch.sum(h * waves[j], dim=1, out=ct[jj])
                 if j > 0 or ctx.needs_input_grad[0]:
                     h = h * tc[jj]
-            if ct is not None:
-                out = grad_obj[c0:c0 + tc.shape[0]]
-                if mod.unknown_type == "real_imag":  # t = a + ib: (dL/da, dL/db) = (Re, Im) of gt
-                    r = torch.view_as_real(ct)
-                    out[..., 0].copy_(r[..., 0])
-                    torch.neg(r[..., 1], out=out[..., 1])
+            if ct is None:
+                continue
+            n_sl = tc.shape[0]
+            if index is None:
+                ct, t = ct.reshape(n_sl, -1), tc.reshape(n_sl, -1)
+            else:  # the tiles' gradients summed per chunk voxel
+                t = source[c0:c0 + n_sl]
+                ct = torch.zeros_like(t).scatter_add_(
+                    1, index[None].expand(n_sl, -1), ct.reshape(n_sl, -1))
+            out = flat_grad[c0:c0 + n_sl]
+            if mod.unknown_type == "real_imag":  # t = a + ib: (dL/da, dL/db) = (Re, Im) of gt
+                r = torch.view_as_real(ct)
+                out[..., 0].copy_(r[..., 0])
+                torch.neg(r[..., 1], out=out[..., 1])
+            else:
+                # c = conj(gt) t; dL/da = sign k Im c, dL/db = -k Re c (b = kappa a:
+                # dL/da = sign k Im c - kappa k Re c, dL/db = 0)
+                c = torch.view_as_real(ct * t)
+                if kappa is None:
+                    torch.mul(c[..., 1], sign * k, out=out[..., 0])
+                    torch.mul(c[..., 0], -k, out=out[..., 1])
                 else:
-                    # c = conj(gt) t; dL/da = sign k Im c, dL/db = -k Re c (b = kappa a:
-                    # dL/da = sign k Im c - kappa k Re c, dL/db = 0)
-                    c = torch.view_as_real(ct * tc[:, :, 0])
-                    if kappa is None:
-                        torch.mul(c[..., 1], sign * k, out=out[..., 0])
-                        torch.mul(c[..., 0], -k, out=out[..., 1])
-                    else:
-                        torch.add(c[..., 1] * (sign * k), c[..., 0], alpha=-kappa * k,
-                                  out=out[..., 0])
-                        out[..., 1].zero_()
+                    torch.add(c[..., 1] * (sign * k), c[..., 0], alpha=-kappa * k,
+                              out=out[..., 0])
+                    out[..., 1].zero_()
         if not ctx.needs_input_grad[0]:
             g = None
         else:
             g = h.conj().resolve_conj()
             if g.shape != ctx.psi_shape:  # an incident wave broadcast over the tiles
                 g = g.sum_to_size(ctx.psi_shape)
-        return g, grad_obj, None, None, None
+        return g, grad_obj, None, None, None, None, None

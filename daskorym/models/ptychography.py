@@ -44,10 +44,8 @@ class _TileModel(ForwardModel):
         frac = self.shift_fractions(be, params, batch)
         return probe if frac is None else fourier_shift(be, probe, frac)
 
-    def object_patches(self, be: Backend, params: dict, batch: TileBatch,
-                       slice_major: bool = False):
-        """The object under each tile ``[n, py, px, Lz, 2]`` (tilted when ``tilt_rad`` given);
-        ``[Lz, n, py, px, 2]`` with ``slice_major``."""
+    def object_chunk(self, be: Backend, params: dict, batch: TileBatch):
+        """The object chunk under the tiles (tilted when ``tilt_rad`` given)."""
         g = self.geometry
         chunk = params["obj"]
         if "tilt_rad" in params:
@@ -55,8 +53,15 @@ class _TileModel(ForwardModel):
                 raise ValueError("a tilted object needs the box layout of tiles (model.layout)")
             chunk = tilt_chunk(be, chunk, params["tilt_rad"], (batch.region.y0, batch.region.x0),
                                g.obj_shape, vacuum_value(g.unknown_type))
+        return chunk
+
+    def object_patches(self, be: Backend, params: dict, batch: TileBatch,
+                       slice_major: bool = False):
+        """The object under each tile ``[n, py, px, Lz, 2]`` (tilted when ``tilt_rad`` given);
+        ``[Lz, n, py, px, 2]`` with ``slice_major``."""
         gather = be.gather_slices if slice_major else be.gather_patches
-        return gather(chunk, batch.crop_px[:, 0], batch.crop_px[:, 1], g.probe_shape)
+        return gather(self.object_chunk(be, params, batch), batch.crop_px[:, 0],
+                      batch.crop_px[:, 1], self.geometry.probe_shape)
 
     def slice_kernel(self, be: Backend):
         g = self.geometry
@@ -71,12 +76,19 @@ class _TileModel(ForwardModel):
         psi = self.incident(be, params, batch)
         mod = self.modulation(be, params)
         lz = int(params["obj"].shape[-2])
+        n_steps = -(-lz // g.binning)
+        kern = self.slice_kernel(be) if n_steps > 1 and not g.pure_projection else None
+        if lz > 1 and g.binning == 1 and not g.pure_projection:
+            # the backend's multislice over the chunk itself, if it has one
+            fused = be.fused_multislice(psi, self.object_chunk(be, params, batch), mod, kern,
+                                        (batch.crop_px[:, 0], batch.crop_px[:, 1],
+                                         g.probe_shape))
+            if fused is not NotImplemented:
+                return fused
         # several slices: taken slice-major (each slice's patches contiguous)
         obj = self.object_patches(be, params, batch, slice_major=lz > 1 and not g.pure_projection)
         if g.pure_projection:
             return pure_projection(be, psi, obj, mod)
-        n_steps = -(-lz // g.binning)
-        kern = self.slice_kernel(be) if n_steps > 1 else None
         return multislice(be, psi, obj, mod, kern, g.binning, slice_major=lz > 1)
 
     def shifted_exit_wave(self, be: Backend, params: dict, batch: TileBatch):
