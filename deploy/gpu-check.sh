@@ -11,7 +11,7 @@
 # python3 holds torch, the project's other dependencies travel as wheels, installed into
 # /tmp/site), else into a venv from the package index (CUDA build of torch by default).
 # GPU_CHECK_DEVICE=cpu runs the same steps on the CPU (to try the script on a machine
-# without a GPU).
+# without a GPU); GPU_CHECK_CPU=0 leaves out the steps on the machine's CPU.
 set -uo pipefail
 OUT=${OUT:-gpu-check-out}
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
@@ -63,6 +63,8 @@ step bench-$DEVICE 150 $bench --device "$DEVICE" --epochs 3 --json "$OUT/bench-$
 step bench-$DEVICE-dask 90 $bench --device "$DEVICE" --epochs 3 --case 3d \
     --engine dask-1-direct --engine dask-2-direct
 # the machine's CPU: more cores than workers, the Dask engine's scaling without sharing
+# (GPU_CHECK_CPU=0 skips these)
+[ "${GPU_CHECK_CPU:-1}" = 0 ] && exit $status
 step bench-cpu-dask 120 $bench --device cpu --epochs 3 --case 3d --case 2d \
     --engine local --engine dask-1-direct --engine dask-2-direct --json "$OUT/bench-cpu-dask.json"
 step bench-cpu-split 60 $bench --case 3d --split 2

@@ -163,7 +163,10 @@ class DirectDaskReconstruction(DaskReconstruction):
         self.i_batch += 1
         reg = self._reg_value
         small_due = [p for p in self.params.values() if p.kernel_key in wrt and p.name != "object"]
-        if small_due or len(self._outbox) >= self.steps_per_call or self._owners_idle():
+        # (the epoch's last minibatch: the loop waits for the losses next, so nothing more
+        # comes to fill the call)
+        if small_due or len(self._outbox) >= self.steps_per_call or self._owners_idle() \
+                or self._next_spec is None:
             self._send_steps()
 
         def shares_of_batch() -> list:
