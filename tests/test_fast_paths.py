@@ -168,30 +168,49 @@ def _multislice_inputs(rng, n, modes, lz, shape=(6, 5), broadcast=False):
     return psi, obj, kern
 
 
+def _modulation(kind, k1=0.7):
+    from daskorym.physics.multislice import Modulation
+    return Modulation("real_imag" if kind == "real_imag" else "delta_beta",
+                      sign=-1 if kind == "sign-1" else 1, wavelength_m=1e-10,
+                      dz_m=k1 * 1e-10 / (2 * np.pi), kappa=0.3 if kind == "kappa" else None)
+
+
+def _chunk_and_corners(rng, shape, real_imag):
+    """A chunk ``[10, 9, 5, 2]`` and the corners of 4 overlapping tiles of ``shape`` (6, 5)
+    in it; voxel (9, 8) lies under no tile."""
+    chunk = rng.uniform(-0.5, 0.5, (10, 9, 5, 2)) + ([1.0, 0.0] if real_imag else 0.0)
+    return chunk, np.array([0, 2, 3, 4]), np.array([0, 1, 4, 3])
+
+
 @pytest.mark.parametrize("kind", ["delta_beta", "kappa", "real_imag", "sign-1"])
 @pytest.mark.parametrize("modes,broadcast", [(1, False), (3, False), (2, True)])
-def test_fused_multislice_equals_composed(kind, modes, broadcast):
-    """Slice-major object, fused (torch) against the composed slices of the object in its
-    natural layout ``[n, ny, nx, Lz, 2]``: waves and both gradients."""
-    from daskorym.physics.multislice import Modulation, multislice
-    rng = np.random.default_rng(len(kind) + modes)
+@pytest.mark.parametrize("layout", ["slices", "chunk"])
+def test_fused_multislice_equals_composed(kind, modes, broadcast, layout):
+    """The fused multislice (torch, hand-written adjoint) against the composed slices of the
+    object in its natural layout ``[n, ny, nx, Lz, 2]``: waves and both gradients. Given
+    the tiles' slice-major voxels (``slices``), or the chunk and the tiles' corners
+    (``chunk``: transmissions once per chunk voxel, the tiles' gradients summed per voxel;
+    the composed side gathers the tiles with the generic gather)."""
+    from daskorym.physics.multislice import multislice
+    rng = np.random.default_rng(len(kind) + 10 * modes)
     psi, obj, kern = _multislice_inputs(rng, 4, modes, 5, broadcast=broadcast)
-    mod = Modulation("real_imag" if kind == "real_imag" else "delta_beta",
-                     sign=-1 if kind == "sign-1" else 1,
-                     wavelength_m=1e-10, dz_m=1e-10 / (2 * np.pi) * 0.7,
-                     kappa=0.3 if kind == "kappa" else None)
-    if kind == "real_imag":
+    if layout == "chunk":
+        obj, iy, ix = _chunk_and_corners(rng, (6, 5), kind == "real_imag")
+    elif kind == "real_imag":
         obj = obj + np.array([1.0, 0.0])
+    mod = _modulation(kind)
     be = get_backend("torch", "float64")
     w = torch.tensor(rng.standard_normal((4, modes, 6, 5)))
     results = []
     for fused in (True, False):
         z, o = torch.tensor(psi, requires_grad=True), torch.tensor(obj, requires_grad=True)
-        if fused:
-            out = multislice(be, z, torch.movedim(o, 3, 0), mod, torch.tensor(kern),
-                             slice_major=True)
+        k = torch.tensor(kern)
+        if layout == "chunk":
+            out = be.fused_multislice(z, o, mod, k, (iy, ix, (6, 5))) if fused else \
+                multislice(be, z, Backend.gather_patches(be, o, iy, ix, (6, 5)), mod, k)
         else:
-            out = multislice(be, z, o, mod, torch.tensor(kern))
+            out = multislice(be, z, torch.movedim(o, 3, 0), mod, k, slice_major=True) \
+                if fused else multislice(be, z, o, mod, k)
         value = torch.sum(w * torch.abs(out) ** 2) + torch.sum(out.real * w)
         gz, go = torch.autograd.grad(value, [z, o])
         results.append((out.detach().numpy(), gz.numpy(), go.numpy()))
@@ -200,81 +219,31 @@ def test_fused_multislice_equals_composed(kind, modes, broadcast):
     assert np.linalg.norm(z1 - z0) <= 1e-12 * np.linalg.norm(z0)
     assert np.linalg.norm(b1 - b0) <= 1e-12 * np.linalg.norm(b0)
     assert np.linalg.norm(b0) > 0 and np.linalg.norm(z0) > 0
+    if layout == "chunk":  # a voxel under no tile
+        assert np.all(b0[9, 8] == 0) and np.all(b1[9, 8] == 0)
 
 
-def test_fused_multislice_gradient_against_finite_differences():
+@pytest.mark.parametrize("layout", ["slices", "chunk"])
+def test_fused_multislice_gradient_against_finite_differences(layout):
     from daskorym.backend.torch_backend import _Multislice
-    from daskorym.physics.multislice import Modulation
     be = get_backend("torch", "float64")
     rng = np.random.default_rng(7)
-    psi, obj, kern = _multislice_inputs(rng, 2, 2, 3, shape=(4, 3))
+    psi, obj, kern = _multislice_inputs(rng, 4 if layout == "chunk" else 2, 2, 3,
+                                        shape=(6, 5))
     z = torch.tensor(psi, requires_grad=True)
-    o = torch.tensor(np.moveaxis(obj, 3, 0).copy(), requires_grad=True)
-    for kappa, real_imag in ((None, False), (0.4, False), (None, True)):
-        # k1 = 2 pi dz / lambda = 1.7, sign -1
-        mod = Modulation("real_imag" if real_imag else "delta_beta", wavelength_m=1e-10,
-                         dz_m=1.7e-10 / (2 * np.pi), sign=-1, kappa=kappa)
+    chunk, iy, ix = _chunk_and_corners(rng, (6, 5), False)
+    o = torch.tensor(chunk[:, :, :3] if layout == "chunk" else np.moveaxis(obj, 3, 0).copy(),
+                     requires_grad=True)
+    for kind in ("delta_beta", "sign-1", "kappa", "real_imag"):
+        mod = _modulation(kind, k1=1.7)  # k1 = 2 pi dz / lambda
         assert mod.k1 == pytest.approx(1.7)
-        assert torch.autograd.gradcheck(
-            lambda a, b: _Multislice.apply(a, b, None, None, mod, be, torch.tensor(kern)),
-            (z, o), eps=1e-6, atol=1e-7)
-
-
-def _modulation(kind, k1=None):
-    from daskorym.physics.multislice import Modulation
-    dz = (k1 if k1 is not None else 0.7) * 1e-10 / (2 * np.pi)
-    return Modulation("real_imag" if kind == "real_imag" else "delta_beta",
-                      sign=-1 if kind == "sign-1" else 1, wavelength_m=1e-10, dz_m=dz,
-                      kappa=0.3 if kind == "kappa" else None)
-
-
-@pytest.mark.parametrize("kind", ["delta_beta", "kappa", "real_imag", "sign-1"])
-@pytest.mark.parametrize("modes,broadcast", [(1, False), (3, False), (2, True)])
-def test_fused_multislice_over_a_chunk_equals_composed(kind, modes, broadcast):
-    """The fused multislice given the chunk and the tiles' corners (transmissions once per
-    chunk voxel, the tiles' gradients summed per voxel) against the composed slices of the
-    tiles gathered from the chunk by the generic gather: waves and both gradients, with
-    overlapping tiles and a tile at the chunk's far corner."""
-    from daskorym.physics.multislice import multislice
-    rng = np.random.default_rng(len(kind) + 10 * modes)
-    iy, ix = np.array([0, 2, 3, 4]), np.array([0, 1, 4, 3])
-    psi, _, kern = _multislice_inputs(rng, 4, modes, 5, broadcast=broadcast)
-    chunk = rng.uniform(-0.5, 0.5, (10, 9, 5, 2)) + (np.array([1.0, 0.0]) if kind == "real_imag"
-                                                     else 0.0)
-    mod = _modulation(kind)
-    be = get_backend("torch", "float64")
-    w = torch.tensor(rng.standard_normal((4, modes, 6, 5)))
-    results = []
-    for fused in (True, False):
-        z, c = torch.tensor(psi, requires_grad=True), torch.tensor(chunk, requires_grad=True)
-        if fused:
-            out = be.fused_multislice(z, c, mod, torch.tensor(kern), (iy, ix, (6, 5)))
+        if layout == "chunk":
+            def f(a, b):
+                return be.fused_multislice(a, b, mod, torch.tensor(kern), (iy, ix, (6, 5)))
         else:
-            out = multislice(be, z, Backend.gather_patches(be, c, iy, ix, (6, 5)), mod,
-                             torch.tensor(kern))
-        value = torch.sum(w * torch.abs(out) ** 2) + torch.sum(out.real * w)
-        gz, gc = torch.autograd.grad(value, [z, c])
-        results.append((out.detach().numpy(), gz.numpy(), gc.numpy()))
-    (o1, z1, c1), (o0, z0, c0) = results
-    assert np.linalg.norm(o1 - o0) <= 1e-12 * np.linalg.norm(o0)
-    assert np.linalg.norm(z1 - z0) <= 1e-12 * np.linalg.norm(z0)
-    assert np.linalg.norm(c1 - c0) <= 1e-12 * np.linalg.norm(c0)
-    assert np.linalg.norm(c0) > 0 and np.linalg.norm(z0) > 0
-    assert np.all(c0[9, 8] == 0) and np.all(c1[9, 8] == 0)  # a voxel under no tile
-
-
-def test_fused_multislice_over_a_chunk_against_finite_differences():
-    be = get_backend("torch", "float64")
-    rng = np.random.default_rng(8)
-    psi, _, kern = _multislice_inputs(rng, 3, 2, 3, shape=(4, 3))
-    z = torch.tensor(psi, requires_grad=True)
-    c = torch.tensor(rng.uniform(-0.5, 0.5, (6, 5, 3, 2)), requires_grad=True)
-    iy, ix = np.array([0, 1, 2]), np.array([0, 2, 1])  # overlapping tiles
-    for kind in ("delta_beta", "kappa", "real_imag"):
-        mod = _modulation(kind, k1=1.7)
-        assert torch.autograd.gradcheck(
-            lambda a, b: be.fused_multislice(a, b, mod, torch.tensor(kern), (iy, ix, (4, 3))),
-            (z, c), eps=1e-6, atol=1e-7)
+            def f(a, b):
+                return _Multislice.apply(a, b, None, None, mod, be, torch.tensor(kern))
+        assert torch.autograd.gradcheck(f, (z, o), eps=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("trailing", [(3, 2), (4, 1)])
