@@ -56,12 +56,14 @@ class _TileModel(ForwardModel):
         return chunk
 
     def object_patches(self, be: Backend, params: dict, batch: TileBatch,
-                       slice_major: bool = False):
+                       slice_major: bool = False, chunk=None):
         """The object under each tile ``[n, py, px, Lz, 2]`` (tilted when ``tilt_rad`` given);
-        ``[Lz, n, py, px, 2]`` with ``slice_major``."""
+        ``[Lz, n, py, px, 2]`` with ``slice_major``; taken from ``chunk`` if given (what
+        :meth:`object_chunk` returned)."""
         gather = be.gather_slices if slice_major else be.gather_patches
-        return gather(self.object_chunk(be, params, batch), batch.crop_px[:, 0],
-                      batch.crop_px[:, 1], self.geometry.probe_shape)
+        if chunk is None:
+            chunk = self.object_chunk(be, params, batch)
+        return gather(chunk, batch.crop_px[:, 0], batch.crop_px[:, 1], self.geometry.probe_shape)
 
     def slice_kernel(self, be: Backend):
         g = self.geometry
@@ -78,15 +80,15 @@ class _TileModel(ForwardModel):
         lz = int(params["obj"].shape[-2])
         n_steps = -(-lz // g.binning)
         kern = self.slice_kernel(be) if n_steps > 1 and not g.pure_projection else None
+        chunk = self.object_chunk(be, params, batch)
         if lz > 1 and g.binning == 1 and not g.pure_projection:
             # the backend's multislice over the chunk itself, if it has one
-            fused = be.fused_multislice(psi, self.object_chunk(be, params, batch), mod, kern,
-                                        (batch.crop_px[:, 0], batch.crop_px[:, 1],
-                                         g.probe_shape))
+            fused = be.fused_multislice(psi, chunk, mod, kern, (
+                batch.crop_px[:, 0], batch.crop_px[:, 1], g.probe_shape))
             if fused is not NotImplemented:
                 return fused
         # several slices: taken slice-major (each slice's patches contiguous)
-        obj = self.object_patches(be, params, batch, slice_major=lz > 1 and not g.pure_projection)
+        obj = self.object_patches(be, params, batch, lz > 1 and not g.pure_projection, chunk)
         if g.pure_projection:
             return pure_projection(be, psi, obj, mod)
         return multislice(be, psi, obj, mod, kern, g.binning, slice_major=lz > 1)
