@@ -43,6 +43,23 @@ def small_settings(path, folder, **groups) -> dict:
     return s
 
 
+def run_reconstruction(settings, **kw):
+    """Run ``settings`` to the end (``make_reconstruction``'s engine; ``client=`` for Dask):
+    ``(object, losses per minibatch)``."""
+    from daskorym.execution import make_reconstruction
+    with make_reconstruction(settings, **kw) as rec:
+        rec.run()
+        return rec.object.copy(), np.array([h[2] for h in rec.history])
+
+
+def relative_differences(reference, other) -> tuple[float, float]:
+    """``(object, loss)`` relative differences of two ``(object, losses)`` runs: the object's
+    in norm, the losses' largest per minibatch."""
+    (obj_a, loss_a), (obj_b, loss_b) = reference, other
+    rel = np.linalg.norm(obj_b - obj_a) / np.linalg.norm(obj_a)
+    return float(rel), float(np.max(np.abs(loss_b - loss_a) / np.abs(loss_a)))
+
+
 def _toml_value(v) -> str:
     import json
     if isinstance(v, bool):

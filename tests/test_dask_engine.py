@@ -11,7 +11,7 @@ from distributed import Client
 
 from daskorym.execution import make_reconstruction
 from daskorym.execution.cluster import make_local_cluster
-from conftest import small_settings
+from conftest import relative_differences, run_reconstruction, small_settings
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["1worker", "2workers"])
@@ -20,12 +20,6 @@ def client(request):
     with Client(cluster) as c:
         yield c
     cluster.close()
-
-
-def _run(settings, **kw):
-    with make_reconstruction(settings, **kw) as rec:
-        rec.run()
-        return rec.object.copy(), np.array([h[2] for h in rec.history])
 
 
 @pytest.mark.parametrize("mode, exchange", [("dp", "scheduler"), ("do", "scheduler"),
@@ -41,10 +35,8 @@ def test_dask_equals_local(case, mode, exchange, client, tmp_path, request):
     dask = small_settings(data, tmp_path / "dask", execution={"mode": mode, "engine": "dask",
                                                               "precision": "float64",
                                                               "exchange": exchange}, **groups)
-    obj_l, loss_l = _run(local)
-    obj_d, loss_d = _run(dask, client=client)
-    rel = np.linalg.norm(obj_d - obj_l) / np.linalg.norm(obj_l)
-    rel_loss = np.max(np.abs(loss_d - loss_l) / np.abs(loss_l))
+    rel, rel_loss = relative_differences(run_reconstruction(local),
+                                         run_reconstruction(dask, client=client))
     n = len(client.scheduler_info()["workers"])
     print(f"{case} {mode} {exchange} {n} worker(s): object rel. diff {rel:.2e}, loss rel. diff {rel_loss:.2e}")
     assert rel < 1e-5 and rel_loss < 1e-5
@@ -66,7 +58,7 @@ def test_batches_in_flight_with_checkpoints_equal_local(small_3d, client, tmp_pa
     dask = small_settings(small_3d, tmp_path / "dask", execution={"engine": "dask",
                                                                   "precision": "float64"},
                           **common)
-    obj_l, loss_l = _run(local)
+    obj_l, loss_l = run_reconstruction(local)
     with DaskReconstruction(dask, client=client) as rec:
         late = rec._run_batch(_first_spec(rec))
         assert callable(late) and np.isfinite(late())  # the loss is read when asked for
@@ -76,7 +68,7 @@ def test_batches_in_flight_with_checkpoints_equal_local(small_3d, client, tmp_pa
     with make_reconstruction(dask2, client=client) as rec:
         rec.run(1)
     dask2["output"]["resume"] = True
-    obj_d, loss_d = _run(dask2, client=client)
+    obj_d, loss_d = run_reconstruction(dask2, client=client)
     assert np.linalg.norm(obj_d - obj_l) / np.linalg.norm(obj_l) < 1e-5
     second = loss_l[len(loss_l) // 2:]  # the resumed run's own history: the second epoch
     assert len(loss_d) == len(second) and np.max(np.abs(loss_d - second) / second) < 1e-5
@@ -96,8 +88,8 @@ def test_direct_exchange_checkpoints_resume_and_small_parameters(small_3d, clien
     common = dict(optimization={"n_epochs": 2, "minibatch_size": 8},
                   output={"n_batch_per_checkpoint": 3})
     ex = {"engine": "dask", "precision": "float64", "exchange": "direct"}
-    obj_l, loss_l = _run(small_settings(small_3d, tmp_path / "local",
-                                        execution={"precision": "float64"}, **common))
+    obj_l, loss_l = run_reconstruction(small_settings(
+        small_3d, tmp_path / "local", execution={"precision": "float64"}, **common))
     direct = small_settings(small_3d, tmp_path / "direct", execution=ex, **common)
     with make_reconstruction(direct, client=client) as rec:
         assert type(rec).__name__ == "DirectDaskReconstruction"
@@ -112,17 +104,17 @@ def test_direct_exchange_checkpoints_resume_and_small_parameters(small_3d, clien
         assert not any(client.run(_step_threads).values())
     assert sum(sizes) == len(loss_l) // 2 and max(sizes) > 1  # every batch, some together
     direct["output"]["resume"] = True
-    obj_d, loss_d = _run(direct, client=client)
+    obj_d, loss_d = run_reconstruction(direct, client=client)
     assert np.linalg.norm(obj_d - obj_l) / np.linalg.norm(obj_l) < 1e-5
     second = loss_l[len(loss_l) // 2:]
     assert len(loss_d) == len(second) and np.max(np.abs(loss_d - second) / second) < 1e-5
     probe = dict(parameters={"probe": {"optimize": True, "step_size": 1e-3}},
                  optimization={"n_epochs": 2, "minibatch_size": 8},
                  output={"store_checkpoint": False})
-    obj_l, loss_l = _run(small_settings(small_3d, tmp_path / "local_p",
-                                        execution={"precision": "float64"}, **probe))
-    obj_d, loss_d = _run(small_settings(small_3d, tmp_path / "direct_p", execution=ex, **probe),
-                         client=client)
+    obj_l, loss_l = run_reconstruction(small_settings(
+        small_3d, tmp_path / "local_p", execution={"precision": "float64"}, **probe))
+    obj_d, loss_d = run_reconstruction(small_settings(
+        small_3d, tmp_path / "direct_p", execution=ex, **probe), client=client)
     assert np.linalg.norm(obj_d - obj_l) / np.linalg.norm(obj_l) < 1e-5
     assert np.max(np.abs(loss_d - loss_l) / loss_l) < 1e-5
 
@@ -133,8 +125,8 @@ def test_direct_exchange_beside_another_client(small_2d, client, tmp_path):
     engine's numbers."""
     groups = dict(optimization={"n_epochs": 1, "minibatch_size": 8},
                   output={"store_checkpoint": False})
-    obj_l, _ = _run(small_settings(small_2d, tmp_path / "local",
-                                   execution={"precision": "float64"}, **groups))
+    obj_l, _ = run_reconstruction(small_settings(
+        small_2d, tmp_path / "local", execution={"precision": "float64"}, **groups))
     other = make_local_cluster(1)
     try:
         with Client(other) as c2:

@@ -8,7 +8,7 @@ import pytest
 from daskorym.backend import get_backend
 from daskorym.losses import LSQLoss
 from daskorym.models import MODELS
-from conftest import small_settings
+from conftest import relative_differences, run_reconstruction, small_settings
 from model_cases import make_case
 
 torch = pytest.importorskip("torch")
@@ -31,20 +31,6 @@ def test_cuda_kernel_equals_cpu(name):
         assert np.linalg.norm(g_cpu - g_gpu) <= 1e-9 * np.linalg.norm(g_cpu)
 
 
-def _run(settings, **kw):
-    from daskorym.execution import make_reconstruction
-    with make_reconstruction(settings, **kw) as rec:
-        rec.run()
-        return rec.object.copy(), np.array([h[2] for h in rec.history])
-
-
-def _compare(a, b):
-    (obj_a, loss_a), (obj_b, loss_b) = a, b
-    rel = np.linalg.norm(obj_b - obj_a) / np.linalg.norm(obj_a)
-    rel_loss = np.max(np.abs(loss_b - loss_a) / np.abs(loss_a))
-    return rel, rel_loss
-
-
 @pytest.mark.parametrize("mode", ["dp", "do"])
 @pytest.mark.parametrize("case", ["small_2d", "small_3d"])
 def test_cuda_reconstruction_equals_cpu(case, mode, tmp_path, request):
@@ -52,11 +38,11 @@ def test_cuda_reconstruction_equals_cpu(case, mode, tmp_path, request):
     data = request.getfixturevalue(case)
     groups = dict(optimization={"n_epochs": 2, "minibatch_size": 8},
                   output={"store_checkpoint": False})
-    cpu = _run(small_settings(data, tmp_path / "cpu", execution={
+    cpu = run_reconstruction(small_settings(data, tmp_path / "cpu", execution={
         "mode": mode, "precision": "float64"}, **groups))
-    gpu = _run(small_settings(data, tmp_path / "gpu", execution={
+    gpu = run_reconstruction(small_settings(data, tmp_path / "gpu", execution={
         "mode": mode, "precision": "float64", "device": "cuda"}, **groups))
-    rel, rel_loss = _compare(cpu, gpu)
+    rel, rel_loss = relative_differences(cpu, gpu)
     print(f"{case} {mode}: object rel. diff {rel:.2e}, loss rel. diff {rel_loss:.2e}")
     assert rel < 1e-8 and rel_loss < 1e-8
 
@@ -69,16 +55,16 @@ def test_dask_gpu_workers_equal_cpu(small_3d, exchange, tmp_path):
     from distributed import Client, LocalCluster
     groups = dict(optimization={"n_epochs": 2, "minibatch_size": 8},
                   output={"store_checkpoint": False})
-    cpu = _run(small_settings(small_3d, tmp_path / "cpu", execution={"precision": "float64"},
-                              **groups))
+    cpu = run_reconstruction(small_settings(
+        small_3d, tmp_path / "cpu", execution={"precision": "float64"}, **groups))
     with dask.config.set({"distributed.worker.resources.GPU": 1}):
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
     with cluster, Client(cluster) as c:
-        gpu = _run(small_settings(small_3d, tmp_path / "gpu", execution={
+        gpu = run_reconstruction(small_settings(small_3d, tmp_path / "gpu", execution={
             "precision": "float64", "device": "cuda", "engine": "dask", "exchange": exchange,
             "gpu_tasks": exchange == "scheduler"}, **groups), client=c)
         devices = c.run(lambda: torch.cuda.is_initialized())
-    rel, rel_loss = _compare(cpu, gpu)
+    rel, rel_loss = relative_differences(cpu, gpu)
     print(f"dask {exchange} on cuda: object rel. diff {rel:.2e}, loss rel. diff {rel_loss:.2e}")
     assert rel < 1e-5 and rel_loss < 1e-5
     assert all(devices.values()), devices  # the workers' computing ran on the GPU

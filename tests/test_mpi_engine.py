@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import small_settings
+from conftest import relative_differences, small_settings
 from daskorym.execution import make_reconstruction
 
 pytest.importorskip("mpi4py")
@@ -107,8 +107,7 @@ def test_mpi_equals_local(case, mode, mpi_results, local_results):
     with np.load(runs[case, mode]) as r:
         obj_m, loss_m = r["obj"], r["losses"]
     obj_l, loss_l = local_results[case, mode]
-    rel = np.linalg.norm(obj_m - obj_l) / np.linalg.norm(obj_l)
-    rel_loss = np.max(np.abs(loss_m - loss_l) / np.abs(loss_l))
+    rel, rel_loss = relative_differences((obj_l, loss_l), (obj_m, loss_m))
     print(f"{case} {mode} {n} rank(s): object rel. diff {rel:.2e}, loss rel. diff {rel_loss:.2e}")
     assert obj_m.shape == obj_l.shape and len(loss_m) == len(loss_l)
     assert rel < 1e-5 and rel_loss < 1e-5
