@@ -205,6 +205,7 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
                 peak_mb = mem.peak_mb
         gpu_peak_mb = torch.cuda.max_memory_allocated(device) / 2 ** 20 if gpu else None
     steady = times[1:] or times
+    s_per_epoch = statistics.median(steady)
     # CPU seconds of this process: the epoch's work for the local and MPI engines (for the
     # Dask engine it runs in the workers: None)
     cpu = statistics.median(cpu_times[1:] or cpu_times) if engine != "dask" else None
@@ -221,10 +222,10 @@ def run_case(case: BenchCase, *, n_epochs: int = 3, backend: str = "torch",
     return {"case": case.name, "description": case.description, "backend": backend,
             "device": device, "threads": threads, "engine": label, "mode": mode,
             "epochs": n_epochs, "batches_per_epoch": n_batches,
-            "s_per_epoch": statistics.median(steady), "first_epoch_s": times[0],
+            "s_per_epoch": s_per_epoch, "first_epoch_s": times[0],
             "cpu_s_per_epoch": cpu, "fft_floor_s": floor_s, "ffts_per_epoch": n_ffts,
             "cpu_over_floor": None if cpu is None else cpu / floor_s,
-            "wall_over_floor": statistics.median(steady) / floor_s, "gpu_peak_mb": gpu_peak_mb,
+            "wall_over_floor": s_per_epoch / floor_s, "gpu_peak_mb": gpu_peak_mb,
             "comm_share": comm_share if engine == "mpi" else None,
             "peak_rss_mb": peak_mb, "final_loss": final_loss}
 
